@@ -1,0 +1,56 @@
+# dermsynth: every target a newcomer or CI needs. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements/dev.txt requirements/*.in 2>/dev/null | sha256sum | cut -c1-12)
+
+DATA ?= data/isic-demo
+RUN ?= runs/demo
+MODEL ?= models/demo
+RESOLUTION ?= 64
+EPOCHS ?= 25
+
+.PHONY: help setup protos check-protos test demo train export serve validate bench images e2e clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): requirements/dev.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 2; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements/dev.txt
+	rm -f $(VENV)/.installed-*; touch $@
+
+setup: $(STAMP)  ## make the virtual environment (.venv) with pinned dependencies
+
+protos: $(STAMP)  ## regenerate the gRPC Python code from protos/*.proto
+	$(PY) -m grpc_tools.protoc --proto_path=. --python_out=. --pyi_out=. --grpc_python_out=. \
+		protos/dermsynth/v1/*.proto
+
+check-protos: protos  ## fail if the committed generated code differs from `make protos`
+	git diff --exit-code -- protos/
+
+test: $(STAMP)  ## run the test suite (real models, real servers, real images)
+	$(PY) -m pytest -q tests
+
+demo: $(STAMP)  ## the whole chain on the bundled sample: train, export, serve, fetch, validate
+	PYTHON=$(PY) bash scripts/demo.sh
+
+train: $(STAMP)  ## train a DCGAN: make train DATA=dir RUN=runs/x [RESOLUTION=64 EPOCHS=25]
+	$(PY) -m trainer train --data $(DATA) --run $(RUN) --resolution $(RESOLUTION) --epochs $(EPOCHS)
+
+export: $(STAMP)  ## export a run's generator to ONNX: make export RUN=runs/x MODEL=models/x
+	$(PY) -m trainer export --run $(RUN) --out $(MODEL)
+
+serve: $(STAMP)  ## serve a model over gRPC: make serve MODEL=models/x
+	$(PY) -m serving serve --model $(MODEL) --port 50051
+
+bench: $(STAMP)  ## benchmarks: training step, gRPC stream, feature extraction (ratios, same run)
+	$(PY) bench/train_bench.py
+	$(PY) bench/serve_bench.py
+	$(PY) bench/validator_bench.py
+
+clean:  ## remove runs, models and caches (not the venv)
+	rm -rf runs models out .pytest_cache

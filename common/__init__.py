@@ -1,0 +1,1 @@
+"""Code shared by the three services: validated configs, user-facing errors, hashing."""
