@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# `make demo`: the whole dermsynth chain on the host, on the bundled ISIC sample, CPU only.
+#   train a small DCGAN → export it to ONNX → serve it over gRPC → fetch images with the
+#   client → validate them against the real images → print where everything is.
+# Environment: PYTHON (default .venv/bin/python), OUT (default out/demo), EPOCHS, RESOLUTION.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-.venv/bin/python}
+OUT=${OUT:-out/demo}
+EPOCHS=${EPOCHS:-40}
+RESOLUTION=${RESOLUTION:-32}
+COUNT=${COUNT:-64}
+DATA=data/isic-demo
+export TF_CPP_MIN_LOG_LEVEL=2
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+server_pid=""
+cleanup() {
+  if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+
+mkdir -p "$OUT"
+start=$(date +%s)
+
+step "1/5 train a ${RESOLUTION}px DCGAN on the benign images of $DATA ($EPOCHS epochs; re-running resumes)"
+"$PY" -m trainer train --data "$DATA" --run "$OUT/run" --resolution "$RESOLUTION" \
+  --epochs "$EPOCHS" --benign-malignant benign --seed 0
+
+step "2/5 export the generator to ONNX"
+"$PY" -m trainer export --run "$OUT/run" --out "$OUT/model"
+
+step "3/5 serve it over gRPC"
+port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$PY" -m serving serve --model "$OUT/model" --host 127.0.0.1 --port "$port" --metrics-port 0 \
+  > "$OUT/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 120); do
+  "$PY" -m serving health --target "127.0.0.1:$port" >/dev/null 2>&1 && break
+  kill -0 "$server_pid" 2>/dev/null || { echo "server died:"; cat "$OUT/server.log"; exit 1; }
+  sleep 0.5
+done
+"$PY" -m serving health --target "127.0.0.1:$port"
+
+step "4/5 fetch $COUNT images for seed 42 with the client"
+"$PY" -m serving.client --target "127.0.0.1:$port" --seed 42 --count "$COUNT" --out "$OUT/synthetic"
+cleanup; server_pid=""
+
+step "5/5 validate the synthetic set against the real images"
+features="$OUT/xception-random-71.onnx"
+if [[ ! -f "$features" ]]; then
+  # No ImageNet weights can be downloaded here: the demo uses RANDOM Xception weights, and the
+  # report says so on every page. With real weights: --weights imagenet (Keras cache) or PATH.h5.
+  "$PY" -m validator export-xception --weights random --size 71 --out "$features"
+fi
+set +e
+"$PY" -m validator validate --real "$DATA" --benign-malignant benign --synthetic "$OUT/synthetic" \
+  --model-dir "$OUT/model" --features-model "$features" --out "$OUT/report" --allow-random-weights
+verdict_rc=$?
+set -e
+[[ $verdict_rc -le 1 ]] || { echo "validation could not run (exit $verdict_rc)"; exit "$verdict_rc"; }
+
+elapsed=$(( $(date +%s) - start ))
+step "done in ${elapsed}s"
+last_grid=$(ls "$OUT"/run/samples/*.png 2>/dev/null | tail -n 1)
+cat <<MSG
+  sample grid (last epoch): ${last_grid:-$OUT/run/samples/}
+  ONNX model + manifest:    $OUT/model/model.onnx, $OUT/model/model.json
+  fetched images:           $OUT/synthetic/ (manifest.json lists seed, indices, model hash)
+  validation report:        $OUT/report/report.html  (verdict: $([[ $verdict_rc -eq 0 ]] && echo PASS || echo FAIL), exit $verdict_rc)
+  NOTE: features come from RANDOMLY initialised Xception weights (no ImageNet weights here);
+        the verdict is for demonstration only. See README "Validator" for real weights.
+MSG

@@ -1,0 +1,176 @@
+"""Assembling and running the gRPC server: :func:`create_server` (tests call it on port 0) and
+:func:`serve` (the CLI: load, bind, run until SIGTERM/SIGINT, drain, exit).
+
+Shutdown follows the Kubernetes pattern: on SIGTERM the health status turns NOT_SERVING, the
+server stops accepting new calls and closes its listener, in-flight streams run to completion
+for up to ``grace_seconds``, then whatever is left is cancelled and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from common.errors import UserError
+from protos.dermsynth.v1 import generator_pb2 as pb
+from protos.dermsynth.v1 import generator_pb2_grpc as pb_grpc
+from serving.auth import BearerTokenInterceptor
+from serving.config import ServeConfig
+from serving.metrics import Metrics
+from serving.model import GeneratorModel, ModelSlot, load_model
+from serving.plan import Limits
+from serving.servicer import GeneratorServicer
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Generator"].full_name  # dermsynth.v1.Generator
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+_EXTRA_WORKERS = 8  # health checks, GetModelInfo and refused calls beside the streams
+
+
+@dataclass
+class GeneratorServer:
+    """A bound (not yet started) server and the parts tests and :func:`serve` reach into."""
+
+    grpc_server: grpc.Server
+    config: ServeConfig
+    slot: ModelSlot
+    health: health.HealthServicer
+    metrics: Metrics
+    encoders: ThreadPoolExecutor
+    port: int
+    metrics_port: int | None = None
+
+    def start(self) -> None:
+        """Start serving; start the metrics endpoint when one is configured."""
+        if self.config.metrics_port is not None:
+            self.metrics_port = self.metrics.serve_http(self.config.host, self.config.metrics_port)
+        self.grpc_server.start()
+        log.info("dermsynth.v1.Generator listening on %s:%d (%s, metrics %s)", self.config.host,
+                 self.port, "TLS" if self.config.tls_cert else "plaintext",
+                 f"on :{self.metrics_port}/metrics" if self.metrics_port else "off")
+
+    def set_model(self, model: GeneratorModel | None) -> None:
+        """Serve ``model`` (health SERVING) or none (NOT_SERVING; Generate → UNAVAILABLE)."""
+        self.slot.set(model)
+        status = _SERVING if model is not None else _NOT_SERVING
+        for service in ("", SERVICE_NAME):
+            self.health.set(service, status)
+
+    def stop(self, grace: float | None) -> threading.Event:
+        """Refuse new calls, let in-flight ones finish within ``grace`` seconds, then cancel
+        the rest. Returns an event set once everything has stopped."""
+        self.health.enter_graceful_shutdown()  # every service NOT_SERVING, for good
+        done = self.grpc_server.stop(grace)
+        finished = threading.Event()
+
+        def cleanup() -> None:
+            done.wait()
+            self.encoders.shutdown(wait=True, cancel_futures=True)
+            self.metrics.stop_http()
+            finished.set()
+
+        threading.Thread(target=cleanup, name="dermsynth-shutdown", daemon=True).start()
+        return finished
+
+
+def _address(host: str, port: int) -> str:
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # IPv6 literal
+    return f"{host}:{port}"
+
+
+def _credentials(config: ServeConfig) -> grpc.ServerCredentials | None:
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    try:
+        return grpc.ssl_server_credentials(
+            [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())])
+    except (OSError, RuntimeError) as exc:
+        raise UserError(f"cannot use --tls-cert/--tls-key: {exc}") from None
+
+
+def create_server(config: ServeConfig, *, model: GeneratorModel | None = None,
+                  load: bool = True) -> tuple[GeneratorServer, int]:
+    """Build and bind the server; return it (not started) and its port (``port=0`` → free).
+
+    The model is ``model``, else loaded from ``config.model`` when ``load`` is true: a missing,
+    corrupt or mismatched model raises :class:`~serving.manifest.ModelError` before any port is
+    bound. With ``load=False`` and no model the server starts NOT_SERVING and answers
+    Generate/GetModelInfo with UNAVAILABLE until :meth:`GeneratorServer.set_model`.
+    """
+    if model is None and load:
+        model = load_model(config.model, provider=config.provider, threads=config.threads,
+                           inter_threads=config.inter_threads,
+                           inference_batch=config.inference_batch)
+    credentials = _credentials(config)
+    metrics = Metrics()
+    slot = ModelSlot()
+    encoders = ThreadPoolExecutor(config.encode_threads, thread_name_prefix="dermsynth-encode")
+    limits = Limits(max_count=config.max_count, max_batch_size=config.max_batch_size,
+                    default_batch_size=config.default_batch_size,
+                    max_message_bytes=config.max_message_bytes)
+    servicer = GeneratorServicer(slot, limits, max_streams=config.max_streams, encoders=encoders,
+                                 prefetch=config.prefetch, metrics=metrics)
+    interceptors = [BearerTokenInterceptor(config.token)] if config.token else []
+    server = grpc.server(
+        ThreadPoolExecutor(config.max_streams + _EXTRA_WORKERS,
+                           thread_name_prefix="dermsynth-rpc"),
+        interceptors=interceptors,
+        options=[("grpc.max_send_message_length", config.max_message_bytes),
+                 ("grpc.max_receive_message_length", config.max_message_bytes),
+                 ("grpc.so_reuseport", 0)])
+    pb_grpc.add_GeneratorServicer_to_server(servicer, server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    address = _address(config.host, config.port)
+    try:
+        port = (server.add_secure_port(address, credentials) if credentials
+                else server.add_insecure_port(address))
+    except RuntimeError as exc:
+        port, reason = 0, str(exc)
+    else:
+        reason = "address in use or not available"
+    if not port:
+        encoders.shutdown(wait=False)
+        raise UserError(f"cannot listen on {address}: {reason}")
+    handle = GeneratorServer(server, config, slot, health_servicer, metrics, encoders, port)
+    handle.set_model(model)
+    return handle, port
+
+
+def serve(config: ServeConfig) -> int:
+    """Run the server until SIGTERM or SIGINT, then drain within ``config.grace_seconds``."""
+    log.info("config %s", json.dumps(config.for_log(), sort_keys=True))
+    server, port = create_server(config)
+    stop = threading.Event()
+    received: list[str] = []
+
+    def on_signal(signum, _frame) -> None:
+        received.append(signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.start()
+        while not stop.wait(0.5):
+            pass
+        log.info("%s received: refusing new calls, draining streams for up to %.1f s",
+                 received[0], config.grace_seconds)
+        server.stop(config.grace_seconds).wait()
+        log.info("stopped")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

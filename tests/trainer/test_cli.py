@@ -1,0 +1,110 @@
+"""The real CLI in subprocesses: refused inputs, resume after SIGKILL, mirrored strategy."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.trainer.helpers import PYTHON, REPO, isic_cli_folder
+
+PY = str(PYTHON) if PYTHON.exists() else sys.executable
+TINY = ["--resolution", "32", "--batch-size", "8", "--width", "8", "--latent-dim", "16",
+        "--no-progress"]
+
+
+def cli(*args, timeout=120, env=None):
+    return subprocess.run([PY, "-m", "trainer", *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return isic_cli_folder(tmp_path_factory.mktemp("cli-data") / "isic", 16, 0, corrupt=False)
+
+
+def test_help_has_examples():
+    result = cli("train", "--help")
+    assert result.returncode == 0
+    assert "examples:" in result.stdout and "--benign-malignant" in result.stdout
+    assert "examples:" in cli("export", "--help").stdout
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "resolution", "env", "export"])
+def test_bad_inputs_exit_2_with_a_message(case, tmp_path, dataset):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args, env, message = {
+        "missing": (["train", "--data", tmp_path / "nope", "--run", tmp_path / "r"], None,
+                    "does not exist"),
+        "empty": (["train", "--data", empty, "--run", tmp_path / "r"], None, "no usable images"),
+        "resolution": (["train", "--data", dataset, "--run", tmp_path / "r", "--resolution", "48"],
+                       None, "--resolution: 48 is not one of 32, 64, 128"),
+        "env": (["train", "--data", dataset, "--run", tmp_path / "r"],
+                {"DERMSYNTH_TRAIN_EPOCS": "3"}, "unknown environment variable"),
+        "export": (["export", "--run", empty, "--out", tmp_path / "m"], None, "no config.json"),
+    }[case]
+    result = cli(*args, env=env)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "r").exists()  # nothing half-made for refused input
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill(dataset, tmp_path):
+    run = tmp_path / "run"
+    args = [PY, "-m", "trainer", "train", "--data", str(dataset), "--run", str(run), *TINY,
+            "--epochs", "60", "--keep-checkpoints", "2"]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "checkpoints" / "epoch_0001").exists():
+            assert proc.poll() is None, "training ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    done = max(int(p.name.split("_")[1]) for p in (run / "checkpoints").glob("epoch_*"))
+    assert 1 <= done < 60, "the kill must land mid-run"
+    args[args.index("--epochs") + 1] = str(done + 2)
+    result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"epochs {done + 1}..{done + 2} done" in result.stdout
+    assert f"resumed from {run / 'checkpoints' / f'epoch_{done:04d}'}" in (run / "run.log").read_text()
+    with open(run / "metrics.csv", newline="") as fh:
+        assert [int(r["epoch"]) for r in csv.DictReader(fh)] == list(range(1, done + 3))
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == [f"epoch_{done + 1:04d}", f"epoch_{done + 2:04d}"]  # kept 2, no temp left
+
+
+MIRRORED = """
+import sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from common.cli import run_cli
+from trainer.cli import main
+sys.exit(run_cli(main, sys.argv[1:], prog="trainer"))
+"""
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_logical_cpus(dataset, tmp_path):
+    run = tmp_path / "mirrored"
+    result = subprocess.run(
+        [PY, "-c", MIRRORED, "train", "--data", str(dataset), "--run", str(run), *TINY,
+         "--epochs", "1", "--strategy", "mirrored"],
+        cwd=REPO, capture_output=True, text=True, timeout=180,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr
+    assert "2 replica(s)" in (run / "run.log").read_text()
+    assert (run / "checkpoints" / "epoch_0001" / "state.json").is_file()
+    assert (run / "samples" / "epoch_0001.png").is_file()

@@ -1,0 +1,99 @@
+"""Command line: ``python -m trainer train|export``. Exit codes are decided here only."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from common import config as cfg
+
+TRAIN_EXAMPLES = """\
+examples:
+  # a quick demo run on the bundled images (benign nevi only), 32 px
+  python -m trainer train --data data/isic-demo --run runs/demo --resolution 32 --epochs 5 \\
+      --benign-malignant benign
+  # the same command again resumes from the last complete checkpoint; raise --epochs to go on
+  python -m trainer train --data data/isic-demo --run runs/demo --resolution 32 --epochs 10 \\
+      --benign-malignant benign
+  # an ISIC 2017 challenge folder, 64 px, no augmentation, two GPUs
+  python -m trainer train --data /data/ISIC-2017 --run /runs/isic17 --diffaugment none \\
+      --strategy mirrored --batch-size 128
+  # options also come from the environment: DERMSYNTH_TRAIN_EPOCHS=50 python -m trainer train ...
+
+outputs in RUN: config.json, data.json, run.log (incl. skipped files), metrics.csv,
+samples/epoch_XXXX.png, tensorboard/, checkpoints/epoch_XXXX (last --keep-checkpoints)
+"""
+
+EXPORT_EXAMPLES = """\
+examples:
+  python -m trainer export --run runs/demo --out models/demo
+
+writes MODEL/model.onnx (input latent [N, latent_dim], output images [N, H, W, 3] in [-1, 1]),
+MODEL/model.json (manifest: fingerprint, epochs, versions, parity) and MODEL/config.json
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from trainer.config import TrainConfig
+
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer", description="Train a DCGAN on ISIC dermoscopic images and "
+        "export its generator to ONNX.", formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="run `python -m trainer COMMAND --help` for each command's options and examples")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,export}")
+    train = sub.add_parser("train", help="train (or resume) a run",
+                           description="Train a DCGAN; re-running the same command resumes.",
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           epilog=TRAIN_EXAMPLES)
+    cfg.add_arguments(train, TrainConfig)
+    export = sub.add_parser("export", help="export a run's generator to ONNX",
+                            description="Export the (EMA) generator of a run's last checkpoint.",
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog=EXPORT_EXAMPLES)
+    export.add_argument("--run", required=True, help="run directory written by `train`")
+    export.add_argument("--out", required=True, help="model directory to write")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    if args.command == "train":
+        return _train(args)
+    return _export(args)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from trainer.config import ENV_PREFIX, TrainConfig
+    from trainer.train import train
+
+    namespace = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "command"})
+    config = cfg.resolve(TrainConfig, namespace, prefix=ENV_PREFIX)
+    result = train(config)
+    if result.start_epoch >= result.epochs:
+        print(f"{result.run}: already trained for {result.epochs} epochs; raise --epochs to "
+              f"continue")
+    else:
+        print(f"{result.run}: epochs {result.start_epoch + 1}..{result.epochs} done on "
+              f"{result.image_count} images ({result.skipped} skipped, fingerprint "
+              f"{result.fingerprint[:12]}); last: {result.last_metrics}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import json
+
+    from trainer.export_run import export_run
+
+    out = export_run(args.run, args.out)
+    manifest = json.loads((out / "model.json").read_text("utf-8"))
+    print(f"{out}: model.onnx ({manifest['resolution']} px, latent {manifest['latent_dim']}, "
+          f"epoch {manifest['epochs']}, ema {manifest['ema']}, parity max |diff| "
+          f"{manifest['parity_max_abs_diff']:.2g})")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""The trainer's one config: ``TrainConfig``, filled from flags, then ``DERMSYNTH_TRAIN_*``.
+
+Saved as ``config.json`` in every run directory. On resume the saved config is compared with
+the new one: only the keys in :data:`RESUMABLE_KEYS` may change (e.g. raise ``epochs``);
+anything that changes what is being trained is refused, naming the differing keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from common.config import ConfigError, option, to_dict
+
+ENV_PREFIX = "DERMSYNTH_TRAIN_"
+AUGMENTATIONS = ("color", "translation", "cutout")
+
+# Keys that may differ between the run's saved config and a resumed invocation.
+RESUMABLE_KEYS = frozenset({"data", "run", "epochs", "keep_checkpoints", "strategy", "progress",
+                            "tensorboard"})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: Path = field(metadata=option("image folder (isic-cli, ISIC challenge or plain folder)"))
+    run: Path = field(metadata=option("run directory (created; re-run the same command to resume)"))
+    resolution: int = field(default=64, metadata=option("image size in pixels",
+                                                        choices=(32, 64, 128)))
+    epochs: int = field(default=25, metadata=option("total epochs (raise it to continue a "
+                                                    "finished run)", minimum=1))
+    batch_size: int = field(default=64, metadata=option("global batch size", minimum=1))
+    seed: int = field(default=0, metadata=option("seed for weights, shuffling and latents",
+                                                 minimum=0))
+    benign_malignant: str | None = field(default=None, metadata=option(
+        "keep only images with this benign_malignant value", choices=("benign", "malignant")))
+    diagnosis: str | None = field(default=None, metadata=option(
+        "keep only images with this diagnosis (e.g. nevus, melanoma)"))
+    layout: Literal["auto", "isic-cli", "isic-challenge", "folder"] = field(
+        default="auto", metadata=option("data layout"))
+    latent_dim: int = field(default=100, metadata=option("latent dimension", minimum=1,
+                                                         maximum=4096))
+    width: int = field(default=64, metadata=option("channels of the generator's last and the "
+                                                   "discriminator's first layer", minimum=4,
+                                                   maximum=512))
+    diffaugment: tuple[str, ...] = field(default=("color", "translation", "cutout"), metadata=option(
+        "DiffAugment policies applied to real and fake images, comma-separated; '' or none "
+        "for off", choices=AUGMENTATIONS + ("none",)))
+    ema: float = field(default=0.999, metadata=option(
+        "decay of the generator's exponential moving average (exported); 0 for off",
+        minimum=0.0, maximum=0.99999))
+    label_smoothing: float = field(default=0.0, metadata=option(
+        "one-sided label smoothing: real targets become 1 - this", minimum=0.0, maximum=0.5))
+    learning_rate: float = field(default=2e-4, metadata=option("Adam learning rate (both nets)",
+                                                               minimum=0.0, maximum=1.0))
+    beta1: float = field(default=0.5, metadata=option("Adam beta1 (both nets)", minimum=0.0,
+                                                      maximum=0.999))
+    strategy: Literal["default", "mirrored", "multiworker"] = field(default="default", metadata=option(
+        "tf.distribute strategy: default (one device), mirrored (all local GPUs), "
+        "multiworker (machines from TF_CONFIG)"))
+    keep_checkpoints: int = field(default=3, metadata=option("checkpoints kept (last N)",
+                                                             minimum=1))
+    sample_count: int = field(default=16, metadata=option("images in each epoch's sample grid",
+                                                          minimum=1, maximum=256))
+    tensorboard: bool = field(default=True, metadata=option("write TensorBoard logs"))
+    progress: bool = field(default=True, metadata=option("show progress bars"))
+
+    @property
+    def augmentations(self) -> tuple[str, ...]:
+        return tuple(a for a in self.diffaugment if a != "none")
+
+    def validate(self) -> None:
+        if "none" in self.diffaugment and len(self.diffaugment) > 1:
+            raise ConfigError("--diffaugment: 'none' cannot be combined with other policies")
+
+
+def incompatible_keys(saved: TrainConfig, new: TrainConfig) -> list[str]:
+    """Keys whose values differ and may not change on resume."""
+    old, cur = to_dict(saved), to_dict(new)
+    return sorted(k for k in cur if k not in RESUMABLE_KEYS and old.get(k) != cur.get(k))

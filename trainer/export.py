@@ -1,0 +1,157 @@
+"""Export a Keras generator to ONNX (tf2onnx ``from_function``) with a parity check.
+
+Writes the model directory that serving and the validator read: ``model.onnx`` (input
+``latent`` float32 [N, latent_dim], output ``images`` float32 [N, H, W, 3] NHWC in [-1, 1])
+and ``model.json`` (format "dermsynth-generator" v1). tf2onnx's ``from_keras`` is broken on
+Keras 3 (onnx/tensorflow-onnx issues 2329, 2348), so the model is traced through a
+``tf.function`` with an explicit input signature. The export fails unless ONNX Runtime's output
+matches Keras' (inference mode) within 1e-4 on 64 random latents.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from common.config import atomic_write_text
+
+OPSET = 17
+PARITY_TOLERANCE = 1e-4
+PARITY_SAMPLES = 64
+INPUT_NAME = "latent"
+OUTPUT_NAME = "images"
+
+
+class ExportError(RuntimeError):
+    """The ONNX model could not be produced or does not match the Keras model."""
+
+
+def _versions() -> dict[str, str]:
+    import keras
+    import onnx
+    import onnxruntime
+    import tensorflow as tf
+    import tf2onnx
+
+    from trainer import __version__
+    return {"tensorflow": tf.__version__, "keras": keras.__version__,
+            "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__, "dermsynth": __version__}
+
+
+def to_onnx(generator, latent_dim: int, *, opset: int = OPSET):
+    """ONNX ModelProto of ``generator`` in inference mode, input/output named per the contract."""
+    import tensorflow as tf
+    import tf2onnx
+
+    logging.getLogger("tf2onnx").setLevel(logging.WARNING)
+
+    @tf.function
+    def generate(latent):
+        return generator(latent, training=False)
+
+    spec = [tf.TensorSpec([None, latent_dim], tf.float32, name=INPUT_NAME)]
+    model_proto, _ = tf2onnx.convert.from_function(generate, input_signature=spec, opset=opset)
+    graph = model_proto.graph
+    if len(graph.input) != 1 or len(graph.output) != 1:
+        raise ExportError(f"expected one input and one output, got {len(graph.input)} and "
+                          f"{len(graph.output)}")
+    _rename(graph, graph.input[0].name, INPUT_NAME)
+    _rename(graph, graph.output[0].name, OUTPUT_NAME)
+    for value in (graph.input[0], graph.output[0]):  # name the dynamic batch dimension
+        dim = value.type.tensor_type.shape.dim[0]
+        dim.ClearField("dim_value")
+        dim.dim_param = "N"
+    return model_proto
+
+
+def _rename(graph, old: str, new: str) -> None:
+    if old == new:
+        return
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name == old:
+                node.input[i] = new
+        for i, name in enumerate(node.output):
+            if name == old:
+                node.output[i] = new
+    for value in list(graph.input) + list(graph.output) + list(graph.value_info):
+        if value.name == old:
+            value.name = new
+
+
+def parity(generator, onnx_bytes: bytes, latent_dim: int, *, samples: int = PARITY_SAMPLES,
+           seed: int = 0) -> float:
+    """Max |Keras - ONNX Runtime| over ``samples`` standard-normal latents."""
+    import onnxruntime as ort
+
+    z = np.random.default_rng(seed).standard_normal((samples, latent_dim)).astype(np.float32)
+    expected = np.asarray(generator(z, training=False))
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    got = session.run([OUTPUT_NAME], {INPUT_NAME: z})[0]
+    if got.shape != expected.shape:
+        raise ExportError(f"ONNX output shape {got.shape} != Keras {expected.shape}")
+    return float(np.max(np.abs(got - expected)))
+
+
+def export_generator(generator, out_dir: str | Path, *, manifest: dict[str, Any]) -> Path:
+    """Write ``model.onnx`` and ``model.json`` into ``out_dir``; return ``out_dir``.
+
+    ``manifest`` supplies the training facts (training_data, epochs, seed, ema, ...); this
+    function fills the format fields, onnx_sha256, opset, parity_max_abs_diff, versions and
+    created. Raises ExportError when parity exceeds 1e-4. Files are replaced atomically
+    (model.onnx first, then model.json, which names the ONNX file's sha256).
+    """
+    out_dir = Path(out_dir)
+    latent_dim = int(generator.input_shape[-1])
+    _, height, width, channels = generator.output_shape
+    proto = to_onnx(generator, latent_dim)
+    onnx_bytes = proto.SerializeToString()
+    diff = parity(generator, onnx_bytes, latent_dim)
+    if not diff <= PARITY_TOLERANCE:
+        raise ExportError(f"ONNX and Keras outputs differ by {diff:.3g} > {PARITY_TOLERANCE}")
+    doc: dict[str, Any] = {
+        "format": "dermsynth-generator", "format_version": 1,
+        "onnx_file": "model.onnx", "input_name": INPUT_NAME, "output_name": OUTPUT_NAME,
+        "latent_dim": latent_dim, "latent_distribution": "standard_normal",
+        "resolution": int(height), "channels": int(channels), "layout": "NHWC",
+        "value_range": [-1.0, 1.0],
+        "training_data": {"fingerprint": None, "image_count": 0, "layout": None,
+                          "filters": {"benign_malignant": None, "diagnosis": None}},
+        "epochs": 0, "seed": None, "ema": False,
+    }
+    doc.update(manifest)
+    doc.update({
+        "onnx_sha256": hashlib.sha256(onnx_bytes).hexdigest(), "opset": OPSET,
+        "parity_max_abs_diff": diff, "versions": _versions(),
+        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    })
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".model.onnx.", dir=out_dir)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(onnx_bytes)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out_dir / "model.onnx")
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    atomic_write_text(out_dir / "model.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    return out_dir
+
+
+def copy_beside(src: Path, out_dir: Path, name: str | None = None) -> None:
+    """Copy ``src`` (e.g. the run's config.json) into ``out_dir`` atomically."""
+    atomic_write_text(out_dir / (name or src.name), src.read_text(encoding="utf-8"))
+
+
+__all__ = ["export_generator", "to_onnx", "parity", "ExportError", "copy_beside"]

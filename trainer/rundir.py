@@ -1,0 +1,143 @@
+"""The run directory: resolved config, data record, run log, metrics CSV and sample grids.
+
+    RUN/config.json            resolved TrainConfig (common.config.save)
+    RUN/data.json              training-set fingerprint, image count, layout, filters
+    RUN/run.log                what happened, including every skipped file and why
+    RUN/metrics.csv            one row per finished epoch
+    RUN/samples/epoch_XXXX.png a grid from a fixed latent batch, one per epoch
+    RUN/tensorboard/           TensorBoard event files
+    RUN/checkpoints/epoch_XXXX complete checkpoints (trainer.checkpoints)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from common.config import ConfigError, atomic_write_text, from_dict, save
+from trainer.config import TrainConfig, incompatible_keys
+from trainer.data import DatasetIndex
+
+METRIC_FIELDS = ("epoch", "step", "d_loss", "g_loss", "d_real", "d_fake", "images_per_s",
+                 "seconds")
+
+
+class RunDir:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.config_file = self.path / "config.json"
+        self.data_file = self.path / "data.json"
+        self.log_file = self.path / "run.log"
+        self.metrics_file = self.path / "metrics.csv"
+        self.samples = self.path / "samples"
+        self.checkpoints = self.path / "checkpoints"
+        self.tensorboard = self.path / "tensorboard"
+
+    def saved_config(self) -> TrainConfig | None:
+        if not self.config_file.is_file():
+            return None
+        try:
+            return from_dict(TrainConfig, json.loads(self.config_file.read_text("utf-8")))
+        except (ValueError, ConfigError) as exc:
+            raise ConfigError(f"{self.config_file} is not a valid trainer config: {exc}") from exc
+
+    def check_resume(self, config: TrainConfig, has_checkpoint: bool) -> None:
+        """Refuse a resume whose config changes what is trained (names the keys)."""
+        saved = self.saved_config()
+        if saved is None or not has_checkpoint:
+            return
+        bad = incompatible_keys(saved, config)
+        if bad:
+            diffs = "; ".join(f"{k}: {getattr(saved, k)!r} in the run, {getattr(config, k)!r} now"
+                              for k in bad)
+            raise ConfigError(
+                f"{self.path} holds a run with a different config ({diffs}). These keys "
+                f"cannot change on resume; use the run's values or a new --run directory.")
+
+    def write_config(self, config: TrainConfig) -> None:
+        save(config, self.config_file)
+
+    def check_data(self, index: DatasetIndex, has_checkpoint: bool) -> None:
+        if not (has_checkpoint and self.data_file.is_file()):
+            return
+        saved = json.loads(self.data_file.read_text("utf-8"))
+        if saved.get("fingerprint") != index.fingerprint:
+            raise ConfigError(
+                f"the training data changed since {self.path} was started: fingerprint "
+                f"{saved.get('fingerprint')} ({saved.get('image_count')} images) in the run, "
+                f"{index.fingerprint} ({len(index.records)} images) now. Use a new --run.")
+
+    def write_data(self, index: DatasetIndex, config: TrainConfig) -> None:
+        doc = {"fingerprint": index.fingerprint, "image_count": len(index.records),
+               "layout": index.layout, "root": str(index.root),
+               "filters": {"benign_malignant": config.benign_malignant,
+                           "diagnosis": config.diagnosis},
+               "skipped_count": len(index.skipped)}
+        atomic_write_text(self.data_file, json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+    def read_data(self) -> dict:
+        return json.loads(self.data_file.read_text("utf-8"))
+
+    def attach_log(self) -> logging.Handler:
+        """Send the trainer's log records to RUN/run.log (appending across resumes)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(self.log_file, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger = logging.getLogger("trainer")
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        return handler
+
+    def truncate_metrics(self, last_epoch: int) -> None:
+        """Drop rows of epochs after the restored checkpoint (written before a crash)."""
+        if not self.metrics_file.is_file():
+            return
+        with open(self.metrics_file, newline="", encoding="utf-8") as fh:
+            rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) <= last_epoch]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=METRIC_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.metrics_file, buf.getvalue())
+
+    def append_metrics(self, row: dict) -> None:
+        new = not self.metrics_file.is_file()
+        with open(self.metrics_file, "a", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=METRIC_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow({k: row.get(k) for k in METRIC_FIELDS})
+
+    def write_samples(self, epoch: int, images: np.ndarray) -> Path:
+        """Save float images in [-1, 1] as one grid PNG (atomic)."""
+        grid = sample_grid(images)
+        self.samples.mkdir(parents=True, exist_ok=True)
+        path = self.samples / f"epoch_{epoch:04d}.png"
+        tmp = path.with_name(f".{path.name}.tmp")
+        Image.fromarray(grid).save(tmp, format="PNG")
+        tmp.replace(path)
+        return path
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    return np.clip(np.round((np.asarray(images) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def sample_grid(images: np.ndarray, pad: int = 2) -> np.ndarray:
+    """uint8 mosaic of ``images`` ([N, H, W, 3] in [-1, 1]), as square as possible."""
+    imgs = to_uint8(images)
+    n, h, w, _ = imgs.shape
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    grid = np.zeros((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), np.uint8)
+    for i, img in enumerate(imgs):
+        r, c = divmod(i, cols)
+        grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = img
+    return grid

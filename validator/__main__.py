@@ -1,0 +1,8 @@
+"""``python -m validator validate|serve|export-xception|list-checks``."""
+
+import sys
+
+from common.cli import run_cli
+from validator.cli import main
+
+sys.exit(run_cli(main, prog="python -m validator"))

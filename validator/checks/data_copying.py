@@ -1,0 +1,89 @@
+"""The data-copying test of Meehan, Chaudhuri & Dasgupta, "A Non-Parametric Test to Detect
+Data-Copying in Generative Models" (AISTATS 2020; reference code github.com/casey-meehan/
+data-copying).
+
+The instance space is partitioned into k cells by k-means on the training set T. In each cell
+π, the distances to the nearest training image of held-out real images (P_n) and of synthetic
+images (Q_m) are compared by a Mann-Whitney U test; its z-score is
+Z_U = (U - m n / 2) / sqrt(m n (m + n + 1) / 12), where U counts pairs with the synthetic
+distance larger. The statistic is the cell average weighted by the held-out share of each cell,
+over the cells holding at least ``max(3, 0.05 m)`` synthetic images (the paper's τ threshold;
+sparse cells are left out and counted). Z_U << 0: synthetic images are closer to the training
+set than unseen real images are: data-copying; the check fails below ``data_copying_z``
+(default -3, the paper's significance level). Cells: k-means on L2-normalised Xception features.
+Distances: both spaces of :mod:`validator.checks.dcr` (feature cosine, and the mirror/zoom-
+invariant pixel space), each tested; the lower Z_U counts (a feature extractor with random
+weights is too weak on its own). Mann-Whitney only uses ranks, so cosine distance gives the same
+Z_U as Euclidean distance between unit vectors.
+
+Without a held-out set the test cannot run: the result is "not applicable"; the gate then
+fails unless the thresholds set ``require_holdout = false`` (see validator/gate.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.cluster import KMeans
+
+from validator.checks import CheckInputs, CheckResult, register
+from validator.checks.dcr import analyse
+from validator.neighbours import unit_rows
+
+
+def z_u(test_d: np.ndarray, syn_d: np.ndarray) -> float:
+    """Mann-Whitney z-score: negative when synthetic distances are smaller than test ones."""
+    from scipy.stats import mannwhitneyu
+    n, m = len(test_d), len(syn_d)
+    u = mannwhitneyu(syn_d, test_d, alternative="two-sided").statistic
+    return float((u - m * n / 2) / np.sqrt(m * n * (m + n + 1) / 12))
+
+
+def _cell_average(cell_t, cell_s, d_t, d_s, k, min_syn) -> tuple[float | None, list, int]:
+    cells, zs, weights, skipped = [], [], [], 0
+    for c in range(k):
+        a, b = d_t[cell_t == c], d_s[cell_s == c]
+        if len(b) < min_syn or len(a) < 1:
+            skipped += 1
+            continue
+        z = z_u(a, b)
+        zs.append(z)
+        weights.append(len(a))
+        cells.append({"cell": c, "holdout": int(len(a)), "synthetic": int(len(b)), "z_u": z})
+    return (float(np.average(zs, weights=weights)) if zs else None), cells, skipped
+
+
+@register("data_copying", "privacy")
+def data_copying(inputs: CheckInputs) -> CheckResult:
+    """Meehan et al. 2020 Z_U: synthetic vs held-out distances to the training set, per cell."""
+    t = inputs.thresholds
+    limits = {"data_copying_z": t.data_copying_z}
+    if inputs.holdout is None:
+        return CheckResult(name="data_copying", kind="privacy", passed=not t.require_holdout,
+                           applicable=False, thresholds={**limits,
+                                                         "require_holdout": t.require_holdout},
+                           note="not applicable: no held-out real set (--holdout)")
+    train, test, syn = (unit_rows(x) for x in (inputs.real, inputs.holdout, inputs.synthetic))
+    k = t.data_copying_cells or max(1, min(20, len(test) // 20))
+    k = min(k, len(train))
+    km = KMeans(n_clusters=k, n_init=3, random_state=inputs.seed).fit(train)
+    cell_t, cell_s = km.predict(test), km.predict(syn)
+    min_syn = max(3, int(0.05 * len(syn)))
+    a = analyse(inputs)
+    numbers: dict = {"cells": k, "min_synthetic_per_cell": min_syn}
+    stats = []
+    for name, space in (("feature", a.feature), ("pixel", a.pixel)):
+        stat, cells, skipped = _cell_average(cell_t, cell_s, space.baseline,
+                                             space.distances[:, 0], k, min_syn)
+        numbers[name] = {"z_u": stat, "z_u_global": z_u(space.baseline, space.distances[:, 0]),
+                         "cells_used": len(cells), "cells_skipped": skipped, "per_cell": cells}
+        if stat is not None:
+            stats.append(stat)
+    if not stats:
+        return CheckResult(name="data_copying", kind="privacy", passed=False, thresholds=limits,
+                           numbers=numbers,
+                           note=f"no cell holds {min_syn}+ synthetic images: cannot test")
+    numbers["z_u"] = min(stats)
+    return CheckResult(
+        name="data_copying", kind="privacy", passed=min(stats) >= t.data_copying_z,
+        thresholds=limits, numbers=numbers,
+        note=f"cell-averaged Z_U = {min(stats):.2f} (< {t.data_copying_z} means data-copying)")

@@ -1,0 +1,104 @@
+"""Command line of the validator: ``validate`` (exit 0 PASS, 1 FAIL, 2 bad usage or input),
+``serve`` (the gRPC Validator service) and ``export-xception`` (TensorFlow side only)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from common.config import add_arguments, resolve
+from common.errors import UserError
+from validator import checks as registry
+from validator.config import ENV_PREFIX, ValidateConfig
+
+EPILOG = """\
+examples:
+  # make the feature model once, where TensorFlow is installed (trainer image)
+  python -m validator export-xception --weights imagenet --size 299 --out models/xception.onnx
+  # validate a folder of synthetic images against the training set and a held-out set
+  python -m validator validate --real data/train --holdout data/holdout \\
+      --synthetic out/samples --features-model models/xception.onnx --out reports/r1
+  # fetch 500 images from a running generation server, then validate them
+  python -m validator validate --real data/train --holdout data/holdout \\
+      --from-server localhost:50051 --seed 1 --count 500 \\
+      --features-model models/xception.onnx --out reports/r2 --checks dcr,nndr,c2st
+  # serve validations over gRPC (paths in requests are paths on the server)
+  python -m validator serve --port 50052 --features-model models/xception.onnx
+
+exit codes: 0 PASS, 1 FAIL, 2 bad usage or input. Every option also reads
+{prefix}<OPTION> from the environment (e.g. {prefix}CACHE_DIR).
+checks:
+{checks}
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    checks = "\n".join(f"  {n:13s} {d}" for n, d in registry.describe().items())
+    parser = argparse.ArgumentParser(
+        prog="python -m validator", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Release gate for synthetic dermoscopic images: privacy (nearest-"
+                    "neighbour) and quality checks on Xception features, with a report.",
+        epilog=EPILOG.format(prefix=ENV_PREFIX, checks=checks))
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("validate", "validate a synthetic set; writes report.json/.html"),
+                       ("serve", "serve the dermsynth.v1.Validator gRPC service")):
+        p = sub.add_parser(name, help=text, description=text, epilog=parser.epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_arguments(p, ValidateConfig)
+    p = sub.add_parser("export-xception", help="export Xception to ONNX (needs TensorFlow)",
+                       description="Export keras.applications.Xception (no top, average "
+                       "pooling, 2048-d) to ONNX with a sidecar JSON. Needs TensorFlow: "
+                       "run it in the trainer image.")
+    p.add_argument("--weights", default="imagenet",
+                   help="imagenet (Keras cache or download), random (tests only) or PATH.h5")
+    p.add_argument("--size", type=int, default=299, help="input side in px (>= 71)")
+    p.add_argument("--out", type=Path, required=True, help="ONNX file to write")
+    p.add_argument("--opset", type=int, default=17)
+    sub.add_parser("list-checks", help="list the registered checks")
+    return parser
+
+
+def _validate(config: ValidateConfig) -> int:
+    from validator.pipeline import run_validation
+
+    def say(stage, done, total, message):
+        if message and (done == total or stage == "checks"):
+            print(f"[{stage}] {message}", file=sys.stderr)
+    outcome = run_validation(config, on_progress=say)
+    model = outcome.report["feature_model"]
+    if model["random_weights"]:
+        print("WARNING: features from a RANDOM-WEIGHT Xception: results are not meaningful")
+    for r in outcome.results:
+        state = "ERROR" if r.error else "n/a" if not r.applicable else \
+            "pass" if r.passed else "FAIL"
+        print(f"  {r.name:13s} {state:5s} {r.error or r.note}")
+    print(f"verdict: {outcome.verdict.verdict}")
+    for reason in outcome.verdict.reasons:
+        print(f"  - {reason}")
+    print(f"report: {outcome.report_html}")
+    return 0 if outcome.verdict.passed else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "list-checks":
+        for name, doc in registry.describe().items():
+            print(f"{name:13s} {doc}")
+        return 0
+    if args.command == "export-xception":
+        from validator.xception_export import export_xception
+        meta = export_xception(args.weights, args.size, args.out, opset=args.opset)
+        print(f"wrote {args.out} (weights={meta['weights']}, {meta['input_size']} px, "
+              f"sha256 {meta['onnx_sha256'][:12]})")
+        return 0
+    config = resolve(ValidateConfig, args, prefix=ENV_PREFIX)
+    unknown = [c for c in config.checks if c not in registry.names()]
+    if unknown:
+        raise UserError(f"--checks: unknown {', '.join(unknown)}; "
+                        f"choose from {', '.join(registry.names())}")
+    if args.command == "serve":
+        from validator.server import serve
+        return serve(config)
+    return _validate(config)

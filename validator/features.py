@@ -1,0 +1,165 @@
+"""Xception image features through ONNX Runtime, with a per-file feature cache.
+
+Method: Xception (Chollet, "Xception: Deep Learning with Depthwise Separable Convolutions",
+CVPR 2017) without its classifier, global-average-pooled to 2048-d, as in the thesis' PCA/t-SNE
+views and as the Inception features of FID (Heusel et al. 2017). Preprocessing is Xception's own
+(``keras.applications.xception.preprocess_input``: ``x / 127.5 - 1``), i.e.
+:func:`trainer.data.to_unit_range`. The ONNX file comes from ``python -m validator
+export-xception`` (:mod:`validator.xception_export`); this module never imports TensorFlow.
+
+Cache: one SQLite file in ``cache_dir`` keyed by (image file sha256, feature model sha256,
+input size), so a re-run only computes features for files it has not seen.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from common.errors import UserError
+from common.hashing import sha256_file
+from trainer.data import ImageRecord, load_images, to_unit_range
+from validator.xception_export import MIN_SIZE, sidecar_path
+
+
+@dataclass(frozen=True)
+class FeatureModelInfo:
+    path: str
+    sha256: str
+    weights: str  # "imagenet" | "random" | "file:<sha256>"
+    input_size: int
+    feature_dim: int
+    versions: dict
+
+    @property
+    def random_weights(self) -> bool:
+        return self.weights == "random"
+
+    def label(self) -> str:
+        text = f"Xception {self.input_size}px, weights={self.weights}"
+        return text + " (RANDOM WEIGHTS: NOT MEANINGFUL)" if self.random_weights else text
+
+
+@dataclass(frozen=True)
+class FeatureResult:
+    features: np.ndarray  # float32 [N, feature_dim]
+    computed: int
+    cached: int
+
+
+class FeatureModel:
+    """An exported Xception ONNX file, checked against its sidecar, on ONNX Runtime."""
+
+    def __init__(self, path: str | Path, *, threads: int = 0):
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"feature model {path} does not exist; make one with "
+                            "`python -m validator export-xception` (in the trainer image)")
+        side = sidecar_path(path)
+        if not side.is_file():
+            raise UserError(f"feature model {path} has no sidecar {side.name} (weights kind "
+                            "unknown); export it with `python -m validator export-xception`")
+        try:
+            meta = json.loads(side.read_text())
+            size, dim, weights = int(meta["input_size"]), int(meta["feature_dim"]), meta["weights"]
+            want_sha, in_name = meta["onnx_sha256"], meta["input_name"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"{side}: malformed feature model sidecar ({exc})") from exc
+        sha = sha256_file(path)
+        if sha != want_sha:
+            raise UserError(f"{path}: sha256 {sha[:12]} does not match its sidecar "
+                            f"({want_sha[:12]}); re-export the feature model")
+        if size < MIN_SIZE:
+            raise UserError(f"{side}: input_size {size} is below Xception's minimum {MIN_SIZE}")
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options,
+                                            providers=["CPUExecutionProvider"])
+        self.input_name = in_name
+        self.info = FeatureModelInfo(str(path), sha, weights, size, dim,
+                                     dict(meta.get("versions", {})))
+
+    def __call__(self, images_uint8: np.ndarray) -> np.ndarray:
+        """Features of uint8 [N, size, size, 3] images (Xception preprocessing applied here)."""
+        x = to_unit_range(images_uint8)
+        return self.session.run(None, {self.input_name: x})[0].astype(np.float32)
+
+
+class FeatureCache:
+    """(file sha256, model sha256, size) -> float32 vector, in one SQLite file."""
+
+    def __init__(self, cache_dir: str | Path | None):
+        self.path = None if cache_dir is None else Path(cache_dir) / "features.sqlite"
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as db:
+                db.execute("CREATE TABLE IF NOT EXISTS features (image_sha TEXT, model_sha TEXT,"
+                           " size INTEGER, vec BLOB, PRIMARY KEY (image_sha, model_sha, size))")
+
+    @contextmanager
+    def _connect(self):
+        db = sqlite3.connect(self.path, timeout=30)
+        try:
+            with db:  # commits on success, rolls back on error
+                yield db
+        finally:
+            db.close()
+
+    def get(self, shas: Sequence[str], model_sha: str, size: int) -> dict[str, np.ndarray]:
+        if self.path is None or not shas:
+            return {}
+        found: dict[str, np.ndarray] = {}
+        with self._connect() as db:
+            unique = sorted(set(shas))
+            for i in range(0, len(unique), 500):
+                chunk = unique[i:i + 500]
+                rows = db.execute(
+                    f"SELECT image_sha, vec FROM features WHERE model_sha=? AND size=? AND "
+                    f"image_sha IN ({','.join('?' * len(chunk))})", [model_sha, size, *chunk])
+                for sha, blob in rows:
+                    found[sha] = np.frombuffer(blob, dtype=np.float32)
+        return found
+
+    def put(self, items: dict[str, np.ndarray], model_sha: str, size: int) -> None:
+        if self.path is None or not items:
+            return
+        with self._connect() as db:
+            db.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?)",
+                           [(sha, model_sha, size, np.asarray(v, np.float32).tobytes())
+                            for sha, v in items.items()])
+
+
+def extract(model: FeatureModel, records: Sequence[ImageRecord], *, cache: FeatureCache,
+            batch_size: int = 32, progress: bool = True, desc: str = "features",
+            on_batch: Callable[[int, int], None] | None = None) -> FeatureResult:
+    """Features for ``records`` in order: cached ones read, the rest computed in batches."""
+    info = model.info
+    known = cache.get([r.sha256 for r in records], info.sha256, info.input_size)
+    missing: dict[str, ImageRecord] = {}
+    for rec in records:
+        if rec.sha256 not in known:
+            missing.setdefault(rec.sha256, rec)
+    todo = list(missing.values())
+    from tqdm import tqdm
+    with tqdm(total=len(todo), desc=desc, unit="img", disable=not progress or not todo) as bar:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start:start + batch_size]
+            feats = model(load_images(batch, info.input_size, progress=False))
+            new = {rec.sha256: f for rec, f in zip(batch, feats)}
+            cache.put(new, info.sha256, info.input_size)
+            known.update(new)
+            bar.update(len(batch))
+            if on_batch is not None:
+                on_batch(min(start + batch_size, len(todo)), len(todo))
+    out = np.zeros((len(records), info.feature_dim), dtype=np.float32)
+    for i, rec in enumerate(records):
+        out[i] = known[rec.sha256]
+    return FeatureResult(out, computed=len(todo), cached=len(records) - len(todo))

@@ -1,0 +1,130 @@
+"""The three image sets of a validation: real training set, optional held-out real set,
+synthetic set (a folder, or fetched from a generation server into ``<out>/synthetic``).
+
+All reading goes through :mod:`trainer.data` (layouts, metadata filters, verification,
+fingerprints, centre-crop + Lanczos resizing), the same loader the trainer uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.errors import UserError
+from common.hashing import fingerprint
+from trainer.data import DatasetIndex, scan
+from validator.config import ValidateConfig
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    role: str      # "real" | "holdout" | "synthetic"
+    source: str    # folder, or HOST:PORT for a fetched set
+    index: DatasetIndex
+    filters: dict
+    removed_overlap: int = 0
+
+    @property
+    def records(self):
+        return self.index.records
+
+    @property
+    def paths(self) -> list[str]:
+        return [str(r.path) for r in self.index.records]
+
+    def info(self) -> dict:
+        return {"role": self.role, "source": self.source, "folder": str(self.index.root),
+                "layout": self.index.layout, "count": len(self.index.records),
+                "skipped": len(self.index.skipped),
+                "skipped_examples": [{"path": str(s.path), "reason": s.reason}
+                                     for s in self.index.skipped[:5]],
+                "fingerprint": self.index.fingerprint, "filters": self.filters,
+                "removed_overlap": self.removed_overlap}
+
+
+@dataclass(frozen=True)
+class Inputs:
+    real: ImageSet
+    holdout: ImageSet | None
+    synthetic: ImageSet
+    model_manifest: dict | None
+
+
+def check_config(config: ValidateConfig) -> None:
+    """Usage errors before any work: what must be given for a validation run."""
+    if config.real is None:
+        raise UserError("--real is required (the real training set)")
+    if config.out is None:
+        raise UserError("--out is required (the report directory)")
+    if config.features_model is None:
+        raise UserError("--features-model is required (make one with `python -m validator "
+                        "export-xception`)")
+    if (config.synthetic is None) == (config.from_server is None):
+        raise UserError("give exactly one of --synthetic DIR or --from-server HOST:PORT")
+    if config.from_server is not None and config.count < 1:
+        raise UserError("--from-server needs --count N (N >= 1) and --seed S")
+
+
+def _drop_shared(holdout: ImageSet, real_shas: set[str]) -> ImageSet:
+    """A held-out image whose bytes are also in the training set is not held out: drop it
+    (counted in the report), or refuse if nothing is left."""
+    kept = tuple(r for r in holdout.records if r.sha256 not in real_shas)
+    if len(kept) == len(holdout.records):
+        return holdout
+    if not kept:
+        raise UserError(f"--holdout {holdout.source}: every image is also in --real; a "
+                        "held-out set must hold images NOT used in training")
+    index = dataclasses.replace(holdout.index, records=kept,
+                                fingerprint=fingerprint(r.sha256 for r in kept))
+    return dataclasses.replace(holdout, index=index,
+                               removed_overlap=len(holdout.records) - len(kept))
+
+
+def _read_manifest(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:
+        raise UserError(f"{path}: not valid JSON: {exc}") from exc
+
+
+def fetch_synthetic(config: ValidateConfig, out_dir: Path, progress: bool) -> None:
+    """Pull ``count`` images for ``seed`` from a generation server (resumes on re-run)."""
+    try:
+        from serving.client import fetch
+    except ImportError as exc:
+        raise UserError(f"--from-server needs serving.client ({exc})") from exc
+    fetch(config.from_server, seed=config.seed, count=config.count, out_dir=out_dir,
+          progress=progress)
+
+
+def load_inputs(config: ValidateConfig, *, progress: bool = True) -> Inputs:
+    check_config(config)
+    filters = {"benign_malignant": config.benign_malignant, "diagnosis": config.diagnosis}
+    real = ImageSet("real", str(config.real),
+                    scan(config.real, progress=progress, **filters), filters)
+    holdout = None
+    if config.holdout is not None:
+        holdout = ImageSet("holdout", str(config.holdout),
+                           scan(config.holdout, progress=progress, **filters), filters)
+        holdout = _drop_shared(holdout, {r.sha256 for r in real.records})
+    manifest = None
+    if config.from_server is not None:
+        folder = Path(config.out) / "synthetic"
+        fetch_synthetic(config, folder, progress)
+        source = config.from_server
+        fetched = _read_manifest(folder / "manifest.json") or {}
+        manifest = fetched.get("model") or fetched.get("model_info")
+    else:
+        folder, source = Path(config.synthetic), str(config.synthetic)
+    synthetic = ImageSet("synthetic", source, scan(folder, layout="folder", progress=progress),
+                         {"seed": config.seed, "count": config.count}
+                         if config.from_server else {})
+    if config.model_dir is not None:
+        manifest = _read_manifest(Path(config.model_dir) / "model.json")
+        if manifest is None:
+            raise UserError(f"--model-dir {config.model_dir} has no model.json")
+    return Inputs(real, holdout, synthetic, manifest)
