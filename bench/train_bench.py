@@ -75,16 +75,12 @@ def dermsynth(images, batch, steps, warmup, latent_dim, width, resolution, augme
                 augmentations=augment, ema_decay=ema)
     step = make_step(gan, strategy)
     pipeline = ImagePipeline(images, batch, seed=0)
-    epoch, it = 0, iter(pipeline.epoch(0))
+    epochs = -(-(warmup + steps) // pipeline.steps_per_epoch)
+    it = iter(pipeline.batches(1, epochs))
     wait = total = 0.0
     for i in range(warmup + steps):
         t0 = time.perf_counter()
-        try:
-            real = next(it)
-        except StopIteration:
-            epoch += 1
-            it = iter(pipeline.epoch(epoch))
-            real = next(it)
+        real = next(it)
         t1 = time.perf_counter()
         float(step(real)["d_loss"])
         t2 = time.perf_counter()

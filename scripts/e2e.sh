@@ -107,8 +107,15 @@ make_container() {  # make_container IMAGE NAME
 }
 container_cmd() {
     local image=$1 name=$2; shift 2
-    local mounts=()
-    while [[ $1 != -- ]]; do mounts+=(-v "$1"); shift; done
+    local mounts=() src dst opt
+    while [[ $1 != -- ]]; do  # HOST:CTR[:ro]
+        if [[ $ENGINE == docker ]]; then mounts+=(-v "$1")
+        else  # buildah: --mount, since -v onto an image VOLUME is shadowed by the volume
+            IFS=: read -r src dst opt <<<"$1"
+            mounts+=(--mount "type=bind,src=$src,dst=$dst${opt:+,$opt}")
+        fi
+        shift
+    done
     shift
     if [[ $ENGINE == docker ]]; then
         local entry=()

@@ -112,22 +112,22 @@ def _train(config: TrainConfig, run, existing, index: data.DatasetIndex) -> Trai
              config.batch_size, strategy.num_replicas_in_sync)
     metrics: dict = {}
     from tqdm import tqdm
+    dataset = pipeline.batches(start + 1, config.epochs)
+    if config.strategy != "default":
+        dataset = strategy.experimental_distribute_dataset(dataset)
+    batches = iter(dataset)
     for epoch in range(start + 1, config.epochs + 1):
-        dataset = pipeline.epoch(epoch)
-        if config.strategy != "default":
-            dataset = strategy.experimental_distribute_dataset(dataset)
         sums: dict[str, float] = {}
-        steps = 0
         t0 = time.perf_counter()
-        bar = tqdm(dataset, total=pipeline.steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}",
+        bar = tqdm(range(pipeline.steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}",
                    unit="step", disable=not config.progress, leave=False)
-        for batch in bar:
-            out = step_fn(batch)
-            steps += 1
+        for _ in bar:
+            out = step_fn(next(batches))
             values = {k: float(v) for k, v in out.items()}
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
             bar.set_postfix(d=f"{values['d_loss']:.3f}", g=f"{values['g_loss']:.3f}")
+        steps = pipeline.steps_per_epoch
         seconds = time.perf_counter() - t0
         step_count = int(gan.d_optimizer.iterations.numpy())
         metrics = {"epoch": epoch, "step": step_count, "seconds": round(seconds, 3),

@@ -21,12 +21,14 @@ def embed(features: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
     from sklearn.preprocessing import StandardScaler
     x = StandardScaler().fit_transform(np.asarray(features, np.float64))
     if method == "pca":
-        return PCA(2, random_state=seed).fit_transform(x)
+        return PCA(2, svd_solver="full").fit_transform(x)
     from sklearn.manifold import TSNE
     n = len(x)
-    x = PCA(min(50, n - 1, x.shape[1]), random_state=seed).fit_transform(x)
+    x = PCA(min(50, n - 1, x.shape[1]), svd_solver="full").fit_transform(x)
     perplexity = float(max(2.0, min(30.0, (n - 1) / 3)))
-    return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+    method = "exact" if n <= 500 else "barnes_hut"  # exact is faster for small sets
+    return TSNE(2, perplexity=perplexity, init="pca", method=method, max_iter=750,
+                random_state=seed).fit_transform(x)
 
 
 def _scatter(coords, groups, title, path: Path) -> None:

@@ -44,7 +44,6 @@ def start_server(model_dir: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     raise AssertionError("server did not start:\n" + "".join(lines))
 
 
-@pytest.mark.slow
 def test_sigterm_drains_in_flight_streams_then_exits_0(tiny_model_dir):
     proc, target = start_server(tiny_model_dir, "--grace-seconds", "60")
     try:

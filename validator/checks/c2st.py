@@ -30,7 +30,7 @@ def c2st_auc(real: np.ndarray, syn: np.ndarray, *, folds: int = 5, pca: int = 50
         raise ValueError("the two-sample test needs at least 2 real and 2 synthetic images")
     train_size = len(x) - int(np.ceil(len(x) / folds))
     n_comp = max(1, min(pca, train_size - 1, x.shape[1]))
-    model = make_pipeline(StandardScaler(), PCA(n_comp, random_state=seed),
+    model = make_pipeline(StandardScaler(), PCA(n_comp, svd_solver="full"),
                           LogisticRegression(C=1.0, max_iter=2000))
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     proba = cross_val_predict(model, x, y, cv=cv, method="predict_proba")[:, 1]

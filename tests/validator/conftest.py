@@ -1,0 +1,108 @@
+"""Fixtures of the validator tests: a random-weight Xception exported to ONNX at 71 px (once per
+session, in a subprocess so TensorFlow stays out of the test process), real ISIC images split
+into disjoint train / holdout / "other" folders, planted near-copies of training images, and
+their features and pixels."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT.parent / "shared" / "data" / "isic-sample"
+DEMO = ROOT / "data" / "isic-demo"
+SIZE = 71
+PLANTED_SOURCES = 20
+
+
+@pytest.fixture(scope="session")
+def xception_onnx(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("xception") / f"xception{SIZE}_random.onnx"
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "validator", "export-xception", "--weights",
+                           "random", "--size", str(SIZE), "--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    print(f"\n[xception export {SIZE}px random: {time.perf_counter() - start:.1f} s]")
+    return out
+
+
+@dataclass(frozen=True)
+class Split:
+    train: Path
+    holdout: Path
+    other: Path
+    planted: Path
+    planted_sources: dict  # planted file name -> training image path
+
+
+@pytest.fixture(scope="session")
+def split(tmp_path_factory) -> Split:
+    """Disjoint real sets copied from isic-sample (401 images; isic-demo's 128 if absent)."""
+    from tests.validator.planting import plant
+    from trainer.data import scan
+    source = SAMPLE if SAMPLE.is_dir() else DEMO
+    records = list(scan(source, progress=False).records)
+    order = np.random.default_rng(0).permutation(len(records))
+    n = len(records)
+    parts = {"train": order[: n // 2], "holdout": order[n // 2: 3 * n // 4],
+             "other": order[3 * n // 4:]}
+    root = tmp_path_factory.mktemp("sets")
+    seen: set[str] = set()
+    for name, idx in parts.items():
+        (root / name).mkdir()
+        for i in idx:
+            if records[i].sha256 in seen:  # isic-sample holds byte-identical duplicates
+                continue
+            seen.add(records[i].sha256)
+            shutil.copy(records[i].path, root / name)
+    sources = sorted((root / "train").iterdir())[:PLANTED_SOURCES]
+    planted = plant(sources, root / "planted")
+    return Split(root / "train", root / "holdout", root / "other", root / "planted", planted)
+
+
+@dataclass
+class Encoded:
+    features: np.ndarray
+    pixels: np.ndarray
+    paths: list
+
+
+@pytest.fixture(scope="session")
+def encoded(split, xception_onnx, tmp_path_factory) -> dict[str, Encoded]:
+    """Features (71 px random-weight Xception) and 64 px pixels of every set."""
+    from trainer.data import load_images, scan
+    from validator.features import FeatureCache, FeatureModel, extract
+    model = FeatureModel(xception_onnx)
+    cache = FeatureCache(tmp_path_factory.mktemp("cache"))
+    out = {}
+    for name in ("train", "holdout", "other", "planted"):
+        records = scan(getattr(split, name), progress=False).records
+        out[name] = Encoded(extract(model, records, cache=cache, progress=False).features,
+                            load_images(records, 64, progress=False),
+                            [str(r.path) for r in records])
+    return out
+
+
+def make_inputs(enc, synthetic, *, holdout=True, **threshold_overrides):
+    """CheckInputs with the train set as real and ``synthetic`` (names of sets) as synthetic."""
+    from validator.checks import CheckInputs
+    from validator.config import load_thresholds
+    syn = [enc[s] for s in synthetic]
+    return CheckInputs(
+        real=enc["train"].features, real_pixels=enc["train"].pixels,
+        real_paths=enc["train"].paths,
+        synthetic=np.concatenate([s.features for s in syn]),
+        synthetic_pixels=np.concatenate([s.pixels for s in syn]),
+        synthetic_paths=sum((s.paths for s in syn), []),
+        holdout=enc["holdout"].features if holdout else None,
+        holdout_pixels=enc["holdout"].pixels if holdout else None,
+        holdout_paths=enc["holdout"].paths if holdout else None,
+        thresholds=load_thresholds(None, threshold_overrides))

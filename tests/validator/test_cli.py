@@ -1,0 +1,96 @@
+"""``python -m validator validate`` end to end in a subprocess (real images, the real exported
+ONNX Xception): report.json, report.html, plots, checks.jsonl, config.json; the random-weights
+label everywhere; the feature cache on a re-run; TensorFlow never imported."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNNER = ("import sys; from common.cli import run_cli; from validator.cli import main; "
+          "rc = run_cli(main, sys.argv[1:], prog='validator'); "
+          "print('TENSORFLOW_IMPORTED=' + str('tensorflow' in sys.modules)); sys.exit(rc)")
+
+
+def _subset(src: Path, dst: Path, n: int, extra: list[Path] = ()) -> Path:
+    dst.mkdir(parents=True)
+    for path in sorted(src.iterdir())[:n] + list(extra):
+        shutil.copy(path, dst)
+    return dst
+
+
+def _validate(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", RUNNER, "validate", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_validate_end_to_end_without_tensorflow(split, xception_onnx, tmp_path):
+    sources = tmp_path / "sets"
+    train = _subset(split.train, sources / "train", 60)
+    holdout = _subset(split.holdout, sources / "holdout", 30)
+    planted = sorted(p for p in split.planted.iterdir()
+                     if p.name.split("_")[1] in ("000", "001") and
+                     (train / split.planted_sources[p.name].name).exists())
+    assert len(planted) == 10
+    dirty = _subset(split.other, sources / "dirty", 30, planted)
+    cache = tmp_path / "cache"
+    common = ["--real", str(train), "--holdout", str(holdout), "--features-model",
+              str(xception_onnx), "--cache-dir", str(cache), "--no-progress"]
+
+    out = tmp_path / "report1"
+    proc = _validate(common + ["--synthetic", str(dirty), "--out", str(out)])
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "TENSORFLOW_IMPORTED=False" in proc.stdout
+    assert "RANDOM-WEIGHT" in proc.stdout and "verdict: FAIL" in proc.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["schema_version"] == 1 and report["verdict"] == "FAIL"
+    assert report["feature_model"]["weights"] == "random"
+    assert report["feature_model"]["random_weights"] is True
+    assert any("RANDOM-WEIGHT" in r for r in report["reasons"])
+    assert any(r.startswith("dcr") for r in report["reasons"])
+    assert report["inputs"]["real"]["count"] == 60
+    assert report["inputs"]["synthetic"]["count"] == 40
+    assert report["inputs"]["real"]["features"] == {"computed": 60, "cached": 0}
+    assert len(report["inputs"]["real"]["fingerprint"]) == 64
+    checks = {c["name"]: c for c in report["checks"]}
+    assert set(checks) == {"dcr", "nndr", "data_copying", "fid", "kid", "prdc", "c2st"}
+    flagged = {Path(f["synthetic"]).name for f in checks["dcr"]["flagged"]}
+    assert {p.name for p in planted} <= flagged
+    html = (out / "report.html").read_text()
+    assert "RANDOM-WEIGHT" in html and html.count("data:image/png;base64,") >= 4 + 10 * 4
+    assert "<img" in html and 'src="plots/' not in html  # self-contained
+    for name in ("pca_scatter", "pca_thumbnails", "tsne_scatter", "tsne_thumbnails"):
+        assert (out / "plots" / f"{name}.png").stat().st_size > 1000
+    assert len((out / "checks.jsonl").read_text().splitlines()) == 7
+    assert json.loads((out / "config.json").read_text())["real"] == str(train)
+
+    clean = _subset(split.other, sources / "clean", 40)
+    thresholds = tmp_path / "thresholds.toml"
+    thresholds.write_text("dcr_max_flagged_fraction = 0.1\n")
+    out2 = tmp_path / "report2"
+    proc = _validate(common + ["--synthetic", str(clean), "--out", str(out2),
+                               "--allow-random-weights", "--thresholds", str(thresholds),
+                               "--no-tsne"])
+    report2 = json.loads((out2 / "report.json").read_text())
+    assert proc.returncode == 0, (report2["reasons"], proc.stderr[-2000:])
+    assert report2["verdict"] == "PASS" and report2["warnings"]
+    assert report2["inputs"]["real"]["features"] == {"computed": 0, "cached": 60}
+    assert report2["inputs"]["holdout"]["features"] == {"computed": 0, "cached": 30}
+    assert report2["thresholds"]["dcr_max_flagged_fraction"] == 0.1
+    assert not (out2 / "plots" / "tsne_scatter.png").exists()
+    assert "RANDOM-WEIGHT" in (out2 / "report.html").read_text()
+
+
+def test_help_lists_checks_from_the_registry():
+    proc = subprocess.run([sys.executable, "-m", "validator", "validate", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    for name in ("dcr", "nndr", "data_copying", "fid", "kid", "prdc", "c2st", "examples:"):
+        assert name in proc.stdout

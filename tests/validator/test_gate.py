@@ -1,0 +1,97 @@
+"""The gate fails closed: random weights without permission, a check that raises, missing
+inputs (exit 2), unknown threshold keys."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from common.cli import run_cli
+from common.errors import ConfigError
+from tests.validator.conftest import make_inputs
+from validator import checks as registry
+from validator.checks import CheckResult, run_check
+from validator.cli import main
+from validator.config import load_thresholds
+from validator.gate import decide
+
+
+def _ok(name="dcr"):
+    return CheckResult(name=name, kind="privacy", passed=True)
+
+
+def test_random_weights_fail_unless_allowed():
+    refused = decide([_ok()], random_weights=True, allow_random_weights=False)
+    assert refused.verdict == "FAIL" and "RANDOM-WEIGHT" in refused.reasons[0]
+    allowed = decide([_ok()], random_weights=True, allow_random_weights=True)
+    assert allowed.verdict == "PASS" and "RANDOM-WEIGHT" in allowed.warnings[0]
+    assert decide([_ok()], random_weights=False, allow_random_weights=False).passed
+
+
+def test_failed_check_and_missing_dcr_fail():
+    bad = CheckResult(name="c2st", kind="quality", passed=False, note="AUC 0.99")
+    verdict = decide([_ok(), bad], random_weights=False, allow_random_weights=False)
+    assert verdict.verdict == "FAIL" and "c2st" in verdict.reasons[0]
+    verdict = decide([_ok("fid")], random_weights=False, allow_random_weights=False)
+    assert verdict.verdict == "FAIL" and "dcr" in verdict.reasons[0]
+
+
+def test_a_check_that_raises_fails_the_gate_with_its_error(encoded, monkeypatch, tmp_path):
+    def boom(inputs):
+        raise RuntimeError("feature matrix exploded")
+    entry = registry._REGISTRY["fid"]
+    monkeypatch.setitem(registry._REGISTRY, "fid", registry._Entry(entry.kind, boom, entry.doc))
+    log = tmp_path / "checks.jsonl"
+    result = run_check("fid", make_inputs(encoded, ["other"]), log)
+    assert not result.passed and "feature matrix exploded" in result.error
+    assert json.loads(log.read_text().splitlines()[-1])["error"] == result.error
+    verdict = decide([_ok(), result], random_weights=False, allow_random_weights=True)
+    assert verdict.verdict == "FAIL"
+    assert any("feature matrix exploded" in r for r in verdict.reasons)
+
+
+def test_thresholds_file_refuses_unknown_keys_and_accepts_toml(tmp_path):
+    bad = tmp_path / "t.json"
+    bad.write_text(json.dumps({"dcr_quantile": 0.02, "fid_limit": 10}))
+    with pytest.raises(ConfigError, match="fid_limit"):
+        load_thresholds(bad)
+    good = tmp_path / "t.toml"
+    good.write_text("dcr_quantile = 0.02\nfid_max = 50.0\nprecision_min = 'none'\n")
+    t = load_thresholds(good)
+    assert (t.dcr_quantile, t.fid_max, t.precision_min) == (0.02, 50.0, None)
+    nulls = tmp_path / "n.json"
+    nulls.write_text(json.dumps({"coverage_min": None}))
+    assert load_thresholds(nulls).coverage_min is None
+
+
+def _cli(args, capsys) -> tuple[int, str]:
+    code = run_cli(main, args, prog="python -m validator")
+    return code, capsys.readouterr().err
+
+
+def test_missing_inputs_exit_2(split, xception_onnx, tmp_path, capsys):
+    base = ["validate", "--features-model", str(xception_onnx), "--out", str(tmp_path / "r"),
+            "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    code, err = _cli(base + ["--real", str(tmp_path / "nope"), "--synthetic", str(split.other)],
+                     capsys)
+    assert code == 2 and "does not exist" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, err = _cli(base + ["--real", str(split.train), "--synthetic", str(empty)], capsys)
+    assert code == 2 and "no usable images" in err
+    code, err = _cli(base + ["--real", str(split.train)], capsys)
+    assert code == 2 and "--synthetic" in err
+    code, err = _cli(["validate", "--real", str(split.train), "--synthetic", str(split.other),
+                      "--features-model", str(tmp_path / "x.onnx"), "--out", str(tmp_path)],
+                     capsys)
+    assert code == 2 and "x.onnx does not exist" in err
+    code, err = _cli(base + ["--real", str(split.train), "--synthetic", str(split.other),
+                             "--checks", "dcr,telepathy"], capsys)
+    assert code == 2 and "telepathy" in err
+    thresholds = tmp_path / "t.json"
+    thresholds.write_text('{"dcr_quantil": 0.1}')
+    code, err = _cli(base + ["--real", str(split.train), "--synthetic", str(split.other),
+                             "--thresholds", str(thresholds)], capsys)
+    assert code == 2 and "dcr_quantil" in err
+    assert not (tmp_path / "r" / "report.json").exists()

@@ -1,0 +1,84 @@
+"""Quality metrics on real ISIC features: FID of a set with itself, the two-sample test of real
+vs real and real vs noise, KID and precision/recall/density/coverage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import linalg
+
+from tests.validator.conftest import make_inputs
+from validator.checks import run_check
+from validator.checks.c2st import c2st_auc
+from validator.checks.fid import frechet_distance
+from validator.checks.kid import kid_subsets
+from validator.checks.prdc import prdc_values
+
+
+@pytest.fixture(scope="module")
+def noise_features(xception_onnx):
+    from validator.features import FeatureModel
+    rng = np.random.default_rng(1)
+    noise = rng.integers(0, 256, size=(100, 71, 71, 3), dtype=np.uint8)
+    return FeatureModel(xception_onnx)(noise)
+
+
+def _sqrtm_reference(a, b):
+    """pytorch-fid's formula with scipy.linalg.sqrtm."""
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = np.real(linalg.sqrtm(s1 @ s2))
+    d = a.mean(0) - b.mean(0)
+    return d @ d + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean)
+
+
+def test_fid_low_rank_path_matches_sqrtm():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(40, 64)), rng.normal(size=(30, 64)) * 1.5 + 0.3
+    assert frechet_distance(a, b) == pytest.approx(_sqrtm_reference(a, b), rel=1e-5)
+    big_a, big_b = rng.normal(size=(300, 16)), rng.normal(size=(200, 16)) + 0.5
+    assert frechet_distance(big_a, big_b) == pytest.approx(_sqrtm_reference(big_a, big_b),
+                                                           rel=1e-6)
+
+
+def test_fid_of_a_set_with_itself_is_zero(encoded, noise_features):
+    real = encoded["train"].features
+    to_noise = frechet_distance(real, noise_features)
+    assert to_noise > 0
+    assert frechet_distance(real, real) <= 1e-6 * to_noise
+    other = frechet_distance(real, encoded["other"].features)
+    assert other < to_noise
+
+
+def test_kid_is_about_zero_for_real_vs_real(encoded, noise_features):
+    real, other = encoded["train"].features, encoded["other"].features
+    # random-weight features are tiny (~1e-5); rescale so the cubic kernel is not flat
+    scale = 1 / real.std()
+    same = kid_subsets(real * scale, other * scale, 100, 50).mean()
+    noise = kid_subsets(real * scale, noise_features * scale, 100, 50).mean()
+    assert noise > 0 and abs(same) < 0.05 * noise
+
+
+def test_c2st_auc_real_vs_real_is_chance_and_real_vs_noise_is_one(encoded, noise_features):
+    real, other = encoded["train"].features, encoded["other"].features
+    same = c2st_auc(real, other)
+    assert 0.35 <= same["auc"] <= 0.65, same
+    noise = c2st_auc(real, noise_features)
+    assert noise["auc"] >= 0.95, noise
+    assert noise["p_value"] < 1e-6
+
+
+def test_prdc_real_vs_real_high_real_vs_noise_low(encoded, noise_features):
+    real, other = encoded["train"].features, encoded["other"].features
+    same = prdc_values(real, other, 5)
+    assert same["precision"] > 0.7 and same["recall"] > 0.7 and same["coverage"] > 0.6
+    noise = prdc_values(real, noise_features, 5)
+    assert noise["precision"] < 0.1 and noise["coverage"] < 0.1
+
+
+def test_quality_checks_through_the_registry(encoded):
+    inputs = make_inputs(encoded, ["other"])
+    for name in ("fid", "kid", "prdc", "c2st"):
+        result = run_check(name, inputs)
+        assert result.error is None, result.error
+        assert result.kind == "quality" and result.seconds >= 0
+    assert run_check("c2st", inputs).passed  # AUC ~0.5 is far below the 0.9 limit
