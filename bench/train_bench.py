@@ -8,7 +8,7 @@ Measures, at one resolution and batch size, on the bundled demo images:
     straightforward tf.function GradientTape loop over pre-made NumPy batches, no tf.data.
 Reports images/s, the ratio to the reference, and the share of wall time spent waiting in the
 input iterator's next() (the rest is the step itself). Steps are timed to completion (the
-loss is fetched each step). Usage: .venv/bin/python bench/train_bench.py [--steps 20]
+loss is fetched each step). Usage: .venv/bin/python bench/train_bench.py [--steps 15]
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--latent-dim", type=int, default=100)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()

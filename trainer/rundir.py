@@ -100,7 +100,8 @@ class RunDir:
         if not self.metrics_file.is_file():
             return
         with open(self.metrics_file, newline="", encoding="utf-8") as fh:
-            rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) <= last_epoch]
+            rows = [r for r in csv.DictReader(fh)  # a kill mid-write leaves a short last row
+                    if r.get("seconds") and r["epoch"].isdigit() and int(r["epoch"]) <= last_epoch]
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=METRIC_FIELDS)
         writer.writeheader()

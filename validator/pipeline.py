@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from common.errors import UserError
 from trainer.data import load_images
 from validator import checks as registry
@@ -106,6 +104,3 @@ def run_validation(config: ValidateConfig, *, on_progress: Progress | None = Non
     say("report", 1, 1, str(json_path))
     return Outcome(verdict, json_path, html_path, results, report)
 
-
-def flagged_count(results: list[CheckResult]) -> int:
-    return int(np.sum([len(r.flagged) for r in results if r.kind == "privacy"]))

@@ -84,12 +84,19 @@ def build_xception(weights: str, size: int, seed: int = 0):
 
 def export_xception(weights: str, size: int, out: Path, *, opset: int = 17) -> dict:
     """Build Xception, convert it to ONNX at ``out`` and write the sidecar JSON; returns it."""
+    started = time.perf_counter()
+    model, kind = build_xception(weights, size)
+    return convert(model, kind, size, out, opset=opset, started=started)
+
+
+def convert(model, kind: str, size: int, out: Path, *, opset: int = 17,
+            started: float | None = None) -> dict:
+    """Convert a Keras Xception feature extractor to ONNX at ``out`` (+ sidecar JSON)."""
     tf, tf2onnx = _import_tf()
     import keras
     import onnx
     import onnxruntime
-    started = time.perf_counter()
-    model, kind = build_xception(weights, size)
+    started = time.perf_counter() if started is None else started
     spec = (tf.TensorSpec((None, size, size, 3), tf.float32, name=INPUT_NAME),)
 
     @tf.function(input_signature=spec)
