@@ -14,8 +14,10 @@ then for inference batch 8 and 64 starts a real server subprocess (``python -m s
 - time to first batch (a fresh request of B images, median of several);
 - the server's RSS after warm-up and after it has served 20,000 images.
 
-Each figure is the best of ``--repeats`` timed windows, in-process and stream windows
-interleaved, because this machine's 2 cores are shared with other work. Targets (issue 3):
+Each stream window is paired with an in-process window just before it; the table shows medians
+over ``--repeats`` pairs (the ratio column is the median of the per-pair ratios), because this
+machine's 2 cores are shared with other work. CPU ms per image (server process, client
+threads, in-process) is printed too: it is steadier than wall time under contention. Targets (issue 3):
 RAW >= 0.90 of in-process at batch 8, >= 0.97 at batch 64; PNG >= 0.8 of RAW.
 """
 
@@ -90,8 +92,14 @@ class Server:
     def rss_mib(self) -> float:
         return psutil.Process(self.proc.pid).memory_info().rss / 2**20
 
-    def stream(self, clients: int, count: int, batch: int, encoding: int) -> float:
-        """Images/s received by ``clients`` concurrent streams of ``count`` images each."""
+    def cpu_seconds(self) -> float:
+        times = psutil.Process(self.proc.pid).cpu_times()
+        return times.user + times.system
+
+    def stream(self, clients: int, count: int, batch: int, encoding: int
+               ) -> tuple[float, float, float]:
+        """(images/s, server CPU ms per image, client CPU ms per image) of ``clients``
+        concurrent streams of ``count`` images each."""
         errors: list[BaseException] = []
 
         def run(i: int) -> None:
@@ -106,16 +114,19 @@ class Server:
                 errors.append(exc)
 
         threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+        server_cpu, client_cpu = self.cpu_seconds(), time.process_time()
         start = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - start
+        server_cpu, client_cpu = self.cpu_seconds() - server_cpu, time.process_time() - client_cpu
         if errors:
             raise errors[0]
-        self.served += clients * count
-        return clients * count / elapsed
+        n = clients * count
+        self.served += n
+        return n / elapsed, server_cpu * 1000 / n, client_cpu * 1000 / n
 
     def first_batch_ms(self, batch: int, tries: int = 7) -> float:
         stub = pb_grpc.GeneratorStub(self.channels[0])
@@ -138,21 +149,23 @@ class Server:
         self.log.close()
 
 
-def in_process_rate(session: ort.InferenceSession, batch: int, seconds: float) -> float:
+def in_process_rate(session: ort.InferenceSession, batch: int, seconds: float
+                    ) -> tuple[float, float]:
+    """(images/s, CPU ms per image) of back-to-back ``session.run`` on one fixed batch."""
     z = np.random.default_rng(0).standard_normal((batch, LATENT), dtype=np.float32)
     session.run(None, {"latent": z})
-    n, start = 0, time.perf_counter()
+    n, cpu, start = 0, time.process_time(), time.perf_counter()
     while time.perf_counter() - start < seconds:
         session.run(None, {"latent": z})
         n += batch
-    return n / (time.perf_counter() - start)
+    return n / (time.perf_counter() - start), (time.process_time() - cpu) * 1000 / n
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=5, help="timed windows per figure")
-    parser.add_argument("--seconds", type=float, default=1.0, help="length of one window")
+    parser.add_argument("--repeats", type=int, default=6, help="window pairs per figure")
+    parser.add_argument("--seconds", type=float, default=0.75, help="length of one window")
     parser.add_argument("--quick", action="store_true", help="2 repeats (a smoke run)")
     args = parser.parse_args()
     if args.quick:
@@ -165,7 +178,7 @@ def main() -> int:
                                    providers=["CPUExecutionProvider"])
     print(f"cpu cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}, onnxruntime "
           f"{ort.__version__}, intra-op threads: default (one per core), server and in-process;"
-          f"\nbest of {args.repeats} interleaved windows of ~{args.seconds:g} s per figure\n",
+          f"\nmedians of {args.repeats} (in-process, stream) window pairs of ~{args.seconds:g} s\n",
           flush=True)
     configs = [(1, pb.ENCODING_RAW_RGB8, "RAW x1"), (1, pb.ENCODING_PNG, "PNG x1"),
                (4, pb.ENCODING_RAW_RGB8, "RAW x4"), (4, pb.ENCODING_PNG, "PNG x4")]
@@ -173,42 +186,48 @@ def main() -> int:
     for batch in (8, 64):
         server = Server(work / "model", batch, work / f"server-{batch}.log")
         try:
-            reference = in_process_rate(session, batch, 1.0)  # warm-up and sizing
+            reference, _ = in_process_rate(session, batch, 1.0)  # warm-up and sizing
             server.stream(1, batch * 4, batch, pb.ENCODING_RAW_RGB8)  # warm-up
             rss_start = server.rss_mib()
             ttfb = server.first_batch_ms(batch)
-            best: dict[str, float] = {}
+            pairs: dict[str, list] = {key: [] for _, _, key in configs}
             for _ in range(args.repeats):
-                for clients, enc, key in configs:
-                    best["inproc"] = max(best.get("inproc", 0), in_process_rate(
-                        session, batch, args.seconds))
+                for clients, enc, key in configs:  # an in-process window, then a stream window
+                    ref_rate, ref_cpu = in_process_rate(session, batch, args.seconds)
                     per_client = max(batch, int(reference * args.seconds / clients))
                     per_client -= per_client % batch
-                    best[key] = max(best.get(key, 0), server.stream(clients, per_client, batch,
-                                                                    enc))
+                    rate, server_cpu, client_cpu = server.stream(clients, per_client, batch, enc)
+                    pairs[key].append((rate, ref_rate, rate / ref_rate, server_cpu, client_cpu,
+                                       ref_cpu))
+            medians = {key: [statistics.median(col) for col in zip(*values)]
+                       for key, values in pairs.items()}
             for _, _, key in configs:
-                raw = best["RAW " + key.split()[1]]
-                rows.append((batch, key, best[key], best["inproc"], best[key] / best["inproc"],
-                             best[key] / raw))
-            rows.append((batch, "first batch", ttfb, None, None, None))
-            if batch == 64:  # memory: steady state under the same load pattern, 20,000 images
-                rss_loaded, served_before = server.rss_mib(), server.served
+                rate, ref_rate, ratio, server_cpu, client_cpu, ref_cpu = medians[key]
+                raw = medians["RAW " + key.split()[1]][0]
+                rows.append((batch, key, rate, ref_rate, ratio, rate / raw, server_cpu,
+                             client_cpu, ref_cpu))
+            rows.append((batch, "first batch", ttfb))
+            if batch == 64:  # memory under the same load pattern: does it level off?
+                rss = [rss_start, server.rss_mib()]
+                served_before = server.served
                 while server.served - served_before < RSS_IMAGES:
                     server.stream(4, 1280, batch, pb.ENCODING_RAW_RGB8)
-                rss = (rss_start, rss_loaded, server.rss_mib(), server.served - served_before)
+                    rss.append(server.rss_mib())
         finally:
             server.close()
-    print(f"{'batch':>5}  {'stream':<12} {'images/s':>9} {'in-proc/s':>9} {'ratio':>6} "
-          f"{'vs RAW':>6}")
-    for batch, key, rate, ref, ratio, vs_raw in rows:
+    print(f"{'batch':>5}  {'stream':<7} {'images/s':>9} {'in-proc/s':>9} {'ratio':>6} "
+          f"{'vs RAW':>6}   CPU ms/image: {'server':>6} {'client':>6} {'in-proc':>7}")
+    for batch, key, *figures in rows:
         if key == "first batch":
-            print(f"{batch:>5}  {'time to first batch':<22} {rate:7.1f} ms")
+            print(f"{batch:>5}  time to first batch: {figures[0]:.1f} ms (median of 7)")
             continue
-        print(f"{batch:>5}  {key:<12} {rate:9.1f} {ref:9.1f} {ratio:6.3f} {vs_raw:6.3f}")
+        rate, ref, ratio, vs_raw, server_cpu, client_cpu, ref_cpu = figures
+        print(f"{batch:>5}  {key:<7} {rate:9.1f} {ref:9.1f} {ratio:6.3f} {vs_raw:6.3f}"
+              f"   {'':>13} {server_cpu:6.2f} {client_cpu:6.2f} {ref_cpu:7.2f}")
     if rss:
-        print(f"\nserver RSS (batch 64): {rss[0]:.1f} MiB after warm-up, {rss[1]:.1f} MiB after "
-              f"the timed windows, {rss[2]:.1f} MiB after {rss[3]:,} more images "
-              f"(4 clients, RAW): {rss[2] - rss[1]:+.1f} MiB")
+        print(f"\nserver RSS (batch 64), MiB: {rss[0]:.0f} after warm-up, {rss[1]:.0f} after the "
+              f"timed windows, then every 5,120 images (4 clients, RAW) up to {RSS_IMAGES:,}: "
+              + ", ".join(f"{r:.0f}" for r in rss[2:]))
     print("targets: RAW x1 ratio >= 0.90 (batch 8), >= 0.97 (batch 64); PNG >= 0.8 of RAW")
     print(f"load average at the end: {os.getloadavg()[0]:.1f} (other processes share the cores)")
     return 0

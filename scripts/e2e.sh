@@ -24,9 +24,17 @@ cd "$(dirname "$0")/.."
 E2E_TIMEOUT=${E2E_TIMEOUT:-1200}
 if [[ -z ${_E2E_UNDER_TIMEOUT:-} ]]; then  # the whole run under one time limit
     export _E2E_UNDER_TIMEOUT=1
+    # timeout signals the run's whole process group (containers included); Ctrl-C or a TERM to
+    # this wrapper is passed on the same way, and the run's EXIT trap cleans up either way.
+    timeout --kill-after=60 "$E2E_TIMEOUT" bash "$0" "$@" &
+    tpid=$!
+    trap 'kill -TERM "$tpid" 2>/dev/null || true' INT TERM
     rc=0
-    timeout --foreground --kill-after=60 "$E2E_TIMEOUT" bash "$0" "$@" || rc=$?
-    [[ $rc == 124 ]] && echo "e2e: FAILED: time limit of ${E2E_TIMEOUT} s reached (E2E_TIMEOUT)" >&2
+    wait "$tpid" || rc=$?
+    while kill -0 "$tpid" 2>/dev/null; do rc=0; wait "$tpid" || rc=$?; done
+    if (( rc == 124 )); then
+        echo "e2e: FAILED: time limit of ${E2E_TIMEOUT} s reached (raise E2E_TIMEOUT)" >&2
+    fi
     exit "$rc"
 fi
 
@@ -50,7 +58,7 @@ t0=$SECONDS
 
 fail() { echo "e2e: FAILED: $*" >&2; exit 1; }
 step() { STEP_NAME=$1; STEP_START=$SECONDS; echo; echo "=== e2e: $1"; }
-done_step() { STEP_TIMES+=("$(printf '%-44s %5d s' "$STEP_NAME" $(( SECONDS - STEP_START )))"); }
+done_step() { STEP_TIMES+=("$(printf '%-56s %5d s' "$STEP_NAME" $(( SECONDS - STEP_START )))"); }
 need_file() { [[ -s $1 ]] || fail "$2: expected $1 (missing or empty)"; }
 
 cleanup() {

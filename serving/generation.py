@@ -4,10 +4,11 @@ One stream runs two overlapping stages so that encoding and sending stay off the
 
 1. a producer thread per stream draws the latents of (seed, index) (:mod:`serving.latents`),
    runs the model on fixed-shape chunks of ``inference_batch`` rows (the last chunk of a request
-   is zero-padded, and the padding rows are dropped), converts to uint8 and regroups the rows
-   into wire batches of the request's ``batch_size``;
-2. a shared encoder pool turns each wire batch into an ``ImageBatch`` message (PNG encoding in
-   Pillow releases the GIL inside zlib), while the producer already infers the next chunk.
+   is zero-padded, and the padding rows are dropped) and regroups the output rows into wire
+   batches of the request's ``batch_size``;
+2. a shared encoder pool turns each wire batch into an ``ImageBatch`` message (uint8
+   conversion, then PNG or raw bytes; Pillow releases the GIL inside zlib), while the producer
+   already infers the next chunk.
 
 The producer runs at most ``prefetch`` batches ahead of the reader (a bounded queue), so a long
 request never sits in memory. :meth:`BatchStream.cancel` (wired to the RPC's cancellation
@@ -55,11 +56,12 @@ def encode_png(pixels: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def pixel_chunks(model: GeneratorModel, plan: GenerationPlan,
-                 stop: threading.Event | None = None,
-                 on_inference: Callable[[float], None] | None = None
-                 ) -> Iterator[tuple[int, np.ndarray]]:
-    """(first index, uint8 [n, H, W, C]) for the plan's images, one fixed-shape chunk at a time.
+def output_chunks(model: GeneratorModel, plan: GenerationPlan,
+                  stop: threading.Event | None = None,
+                  on_inference: Callable[[float], None] | None = None
+                  ) -> Iterator[tuple[int, np.ndarray]]:
+    """(first index, float32 [n, H, W, C] model output) for the plan's images, one fixed-shape
+    chunk at a time.
 
     Stops early (without error) once ``stop`` is set; checked before each chunk.
     """
@@ -77,7 +79,7 @@ def pixel_chunks(model: GeneratorModel, plan: GenerationPlan,
         images = model.run(buffer)
         if on_inference is not None:
             on_inference(time.perf_counter() - started)
-        yield first, to_uint8(images[:n])
+        yield first, images[:n]
 
 
 def regroup(chunks: Iterator[tuple[int, np.ndarray]], batch_size: int
@@ -102,8 +104,9 @@ def regroup(chunks: Iterator[tuple[int, np.ndarray]], batch_size: int
         yield first_index, pending[0] if len(pending) == 1 else np.concatenate(pending)
 
 
-def build_batch(plan: GenerationPlan, first_index: int, pixels: np.ndarray) -> pb.ImageBatch:
-    """The ImageBatch message of images ``first_index ..`` with their encoded pixels."""
+def build_batch(plan: GenerationPlan, first_index: int, outputs: np.ndarray) -> pb.ImageBatch:
+    """The ImageBatch message of images ``first_index ..`` from their model outputs."""
+    pixels = to_uint8(outputs)
     if plan.encoding == pb.ENCODING_PNG:
         data = [encode_png(p) for p in pixels]
     else:
@@ -160,9 +163,9 @@ class BatchStream:
 
     def _produce(self) -> None:
         try:
-            chunks = pixel_chunks(self._model, self._plan, self._stop, self._on_inference)
-            for first, pixels in regroup(chunks, self._plan.batch_size):
-                future = self._encoders.submit(build_batch, self._plan, first, pixels)
+            chunks = output_chunks(self._model, self._plan, self._stop, self._on_inference)
+            for first, outputs in regroup(chunks, self._plan.batch_size):
+                future = self._encoders.submit(build_batch, self._plan, first, outputs)
                 if not self._put(future):
                     future.cancel()
                     return

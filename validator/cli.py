@@ -99,6 +99,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--checks: unknown {', '.join(unknown)}; "
                         f"choose from {', '.join(registry.names())}")
     if args.command == "serve":
+        given = [f"--{k.replace('_', '-')}" for k in ("real", "holdout", "synthetic",
+                                                       "from_server", "out")
+                 if getattr(config, k) is not None]
+        if given:
+            raise UserError(f"serve: {', '.join(given)} belong in each Validate request, "
+                            "not on the server's command line")
         from validator.server import serve
         return serve(config)
     return _validate(config)

@@ -130,6 +130,10 @@ class ValidateConfig:
     tsne: bool = field(default=True, metadata=option("draw the t-SNE views"))
     threads: int = field(default=0, metadata=option("ONNX Runtime threads (0: its default)",
                                                     minimum=0))
+    blas_threads: int = field(default=1, metadata=option(
+        "BLAS threads for the checks and views (0: the library default). 1 by default: the "
+        "matrices are small, and multi-threaded OpenBLAS stalls badly (measured 60x slower) on "
+        "a CPU shared with other work", minimum=0))
     progress: bool = field(default=True, metadata=option("show progress bars"))
     port: int = field(default=50052, metadata=option("serve: gRPC port (0: any free port)",
                                                      minimum=0, maximum=65535))

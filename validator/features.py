@@ -83,6 +83,10 @@ class FeatureModel:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), options,
                                             providers=["CPUExecutionProvider"])
+        inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        if in_name not in inputs or list(inputs[in_name][1:]) != [size, size, 3]:
+            raise UserError(f"{path}: expected input {in_name!r} [N, {size}, {size}, 3] as its "
+                            f"sidecar says, found {inputs}")
         self.input_name = in_name
         self.info = FeatureModelInfo(str(path), sha, weights, size, dim,
                                      dict(meta.get("versions", {})))

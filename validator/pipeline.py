@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from common.errors import UserError
+from threadpoolctl import threadpool_limits
 from trainer.data import load_images
 from validator import checks as registry
 from validator.checks import CheckInputs, CheckResult
@@ -77,20 +78,15 @@ def run_validation(config: ValidateConfig, *, on_progress: Progress | None = Non
         synthetic_paths=inputs.synthetic.paths,
         holdout_paths=inputs.holdout.paths if inputs.holdout else None,
         thresholds=thresholds, seed=config.seed)
-    results = []
-    for i, name in enumerate(config.checks):
-        say("checks", i, len(config.checks), f"running {name}")
-        result = registry.run_check(name, check_inputs, out / "checks.jsonl")
-        results.append(result)
-        say("checks", i + 1, len(config.checks),
-            f"{name}: {'error' if result.error else 'pass' if result.passed else 'fail'}")
-    say("views", 0, 1, "PCA and t-SNE")
-    view_warnings = []
-    try:
-        views = draw_views({r: (feats[r], pixels[r]) for r in sets}, out / "plots",
-                           label=model.info.label(), tsne=config.tsne, seed=config.seed)
-    except Exception as exc:  # a plot must not hide the verdict; say so in the report
-        views, view_warnings = {}, [f"views failed: {type(exc).__name__}: {exc}"]
+    with threadpool_limits(config.blas_threads or None):
+        results = _run_checks(config, check_inputs, out, say, run_id)
+        say("views", 0, 1, "PCA and t-SNE")
+        view_warnings = []
+        try:
+            views = draw_views({r: (feats[r], pixels[r]) for r in sets}, out / "plots",
+                               label=model.info.label(), tsne=config.tsne, seed=config.seed)
+        except Exception as exc:  # a plot must not hide the verdict; say so in the report
+            views, view_warnings = {}, [f"views failed: {type(exc).__name__}: {exc}"]
     say("views", 1, 1, f"{len(views)} plots")
     verdict = decide(results, random_weights=model.info.random_weights,
                      allow_random_weights=config.allow_random_weights)
@@ -104,3 +100,14 @@ def run_validation(config: ValidateConfig, *, on_progress: Progress | None = Non
     say("report", 1, 1, str(json_path))
     return Outcome(verdict, json_path, html_path, results, report)
 
+
+def _run_checks(config: ValidateConfig, check_inputs: CheckInputs, out: Path,
+                say: Progress, run_id: str) -> list[CheckResult]:
+    results = []
+    for i, name in enumerate(config.checks):
+        say("checks", i, len(config.checks), f"running {name}")
+        result = registry.run_check(name, check_inputs, out / "checks.jsonl", run_id)
+        results.append(result)
+        say("checks", i + 1, len(config.checks),
+            f"{name}: {'error' if result.error else 'pass' if result.passed else 'fail'}")
+    return results

@@ -13,9 +13,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-RUNNER = ("import sys; from common.cli import run_cli; from validator.cli import main; "
+# TensorFlow, Keras and tf2onnx made unimportable, as in the serving image that has none of them
+RUNNER = ("import sys; sys.modules.update(tensorflow=None, keras=None, tf2onnx=None); "
+          "from common.cli import run_cli; from validator.cli import main; "
           "rc = run_cli(main, sys.argv[1:], prog='validator'); "
-          "print('TENSORFLOW_IMPORTED=' + str('tensorflow' in sys.modules)); sys.exit(rc)")
+          "print('TENSORFLOW_IMPORTED=' + str(sys.modules.get('tensorflow') is not None)); "
+          "sys.exit(rc)")
 
 
 def _subset(src: Path, dst: Path, n: int, extra: list[Path] = ()) -> Path:
@@ -68,7 +71,10 @@ def test_validate_end_to_end_without_tensorflow(split, xception_onnx, tmp_path):
     assert "<img" in html and 'src="plots/' not in html  # self-contained
     for name in ("pca_scatter", "pca_thumbnails", "tsne_scatter", "tsne_thumbnails"):
         assert (out / "plots" / f"{name}.png").stat().st_size > 1000
-    assert len((out / "checks.jsonl").read_text().splitlines()) == 7
+    lines = [json.loads(line) for line in (out / "checks.jsonl").read_text().splitlines()]
+    assert [line["name"] for line in lines] == [c["name"] for c in report["checks"]]
+    assert {line["run_id"] for line in lines} == {report["run_id"]}
+    assert all(line["seconds"] >= 0 for line in lines)
     assert json.loads((out / "config.json").read_text())["real"] == str(train)
 
     clean = _subset(split.other, sources / "clean", 40)
@@ -94,3 +100,13 @@ def test_help_lists_checks_from_the_registry():
     assert proc.returncode == 0
     for name in ("dcr", "nndr", "data_copying", "fid", "kid", "prdc", "c2st", "examples:"):
         assert name in proc.stdout
+
+
+def test_export_without_tensorflow_says_where_to_run_it(tmp_path):
+    code = ("import sys; sys.modules['tensorflow'] = None; from common.cli import run_cli; "
+            "from validator.cli import main; sys.exit(run_cli(main, sys.argv[1:], prog='v'))")
+    proc = subprocess.run([sys.executable, "-c", code, "export-xception", "--weights", "random",
+                           "--size", "71", "--out", str(tmp_path / "x.onnx")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "run this in the trainer image" in proc.stderr
+    assert not (tmp_path / "x.onnx").exists()

@@ -65,6 +65,14 @@ def test_thresholds_file_refuses_unknown_keys_and_accepts_toml(tmp_path):
     assert load_thresholds(nulls).coverage_min is None
 
 
+def test_example_thresholds_file_is_the_defaults():
+    from pathlib import Path
+
+    from validator.config import Thresholds
+    example = Path(__file__).resolve().parents[2] / "validator" / "thresholds.example.toml"
+    assert load_thresholds(example) == Thresholds()
+
+
 def _cli(args, capsys) -> tuple[int, str]:
     code = run_cli(main, args, prog="python -m validator")
     return code, capsys.readouterr().err

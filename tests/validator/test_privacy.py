@@ -43,7 +43,8 @@ def test_every_edit_kind_is_caught_in_pixel_space(encoded, split):
     a = analyse(make_inputs(encoded, ["planted"]))
     names = [Path(p).name for p in encoded["planted"].paths]
     for kind in ("exact", *EDITS):
-        hits = [a.pixel.flagged[i] for i, n in enumerate(names) if n.split("_")[-1].split(".")[0] == kind]
+        hits = [a.pixel.flagged[i] for i, n in enumerate(names)
+                if n.split("_")[-1].split(".")[0] == kind]
         assert len(hits) == 20 and sum(hits) >= 19, (kind, sum(hits))
 
 

@@ -97,7 +97,8 @@ def kind_of(name: str) -> str:
     return _REGISTRY[name].kind
 
 
-def run_check(name: str, inputs: CheckInputs, log: Path | None = None) -> CheckResult:
+def run_check(name: str, inputs: CheckInputs, log: Path | None = None,
+              run_id: str | None = None) -> CheckResult:
     """Run one registered check; an exception becomes ``passed=False`` with ``error`` set."""
     _load_all()
     entry = _REGISTRY[name]
@@ -113,7 +114,7 @@ def run_check(name: str, inputs: CheckInputs, log: Path | None = None) -> CheckR
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a", encoding="utf-8") as fh:
             fh.write(json.dumps({**result.to_dict(), "flagged": len(result.flagged),
-                                 "timestamp": time.time()}) + "\n")
+                                 "run_id": run_id, "timestamp": time.time()}) + "\n")
     return result
 
 

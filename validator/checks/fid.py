@@ -7,9 +7,9 @@ is singular; the imaginary part, numerical noise, dropped) when both sets hold m
 there are feature dimensions. With fewer images (the usual case here: 2048-d), the covariances
 have low rank and the same trace is computed exactly and ~100x faster:
 Tr (S_r S_s)^½ = nuclear norm of A Bᵀ, with A, B the centred features / sqrt(n - 1) (the
-non-zero eigenvalues of AᵀA BᵀB are the squared singular values of A Bᵀ). Here on Xception features, so the
-values are not comparable with Inception-v3 FIDs published elsewhere, and biased upward for
-small sets (Chong & Forsyth 2020): compare runs of equal size only.
+non-zero eigenvalues of AᵀA BᵀB are the squared singular values of A Bᵀ). Here on Xception
+features, so the values are not comparable with Inception-v3 FIDs published elsewhere, and
+biased upward for small sets (Chong & Forsyth 2020): compare runs of equal size only.
 """
 
 from __future__ import annotations
