@@ -7,8 +7,9 @@ Exports an UNTRAINED 64 px DCGAN generator (latent 100) with the trainer's own
 then for inference batch 8 and 64 starts a real server subprocess (``python -m serving serve
 --inference-batch B``) and measures, in the same run and alternating with each other:
 
-- in-process ONNX Runtime ``session.run`` on a fixed [B, 100] batch (same session options as the
-  server: intra-op threads = ONNX Runtime's default), the reference;
+- in-process ONNX Runtime ``session.run`` on a fixed [B, 100] batch with the server's session
+  options (intra-op threads = ONNX Runtime's default, spin-waiting off), the reference; and, for
+  context, with ONNX Runtime's default options (spin-waiting on);
 - the gRPC stream with 1 and 4 concurrent clients, RAW (uint8 pixels) and PNG, batch size B:
   images/s received by the clients, and the ratio to in-process;
 - time to first batch (a fresh request of B images, median of several);
@@ -17,8 +18,8 @@ then for inference batch 8 and 64 starts a real server subprocess (``python -m s
 Each stream window is paired with an in-process window just before it; the table shows medians
 over ``--repeats`` pairs (the ratio column is the median of the per-pair ratios), because this
 machine's 2 cores are shared with other work. CPU ms per image (server process, client
-threads, in-process) is printed too: it is steadier than wall time under contention. Targets (issue 3):
-RAW >= 0.90 of in-process at batch 8, >= 0.97 at batch 64; PNG >= 0.8 of RAW.
+threads, in-process) is printed too: it is steadier than wall time under contention.
+Targets (issue 3): RAW >= 0.90 of in-process at batch 8, >= 0.97 at batch 64; PNG >= 0.8 of RAW.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -171,13 +173,23 @@ def main() -> int:
     if args.quick:
         args.repeats = 2
     work = Path(tempfile.mkdtemp(prefix="serve-bench-"))
+    try:
+        return run(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, work: Path) -> int:
     print(f"exporting an untrained {RESOLUTION} px DCGAN generator (latent {LATENT}) ...",
           flush=True)
     export_model(work / "model")
-    session = ort.InferenceSession(str(work / "model" / "model.onnx"),
-                                   providers=["CPUExecutionProvider"])
+    onnx_path = str(work / "model" / "model.onnx")
+    options = ort.SessionOptions()  # what serving.model.load_model sets by default
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+    default_session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
     print(f"cpu cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}, onnxruntime "
-          f"{ort.__version__}, intra-op threads: default (one per core), server and in-process;"
+          f"{ort.__version__}, intra-op threads: default (one per core), spin-waiting off, server and in-process;"
           f"\nmedians of {args.repeats} (in-process, stream) window pairs of ~{args.seconds:g} s\n",
           flush=True)
     configs = [(1, pb.ENCODING_RAW_RGB8, "RAW x1"), (1, pb.ENCODING_PNG, "PNG x1"),
@@ -207,6 +219,8 @@ def main() -> int:
                 rows.append((batch, key, rate, ref_rate, ratio, rate / raw, server_cpu,
                              client_cpu, ref_cpu))
             rows.append((batch, "first batch", ttfb))
+            rows.append((batch, "default options", statistics.median(
+                in_process_rate(default_session, batch, args.seconds)[0] for _ in range(3))))
             if batch == 64:  # memory under the same load pattern: does it level off?
                 rss = [rss_start, server.rss_mib()]
                 served_before = server.served
@@ -220,6 +234,10 @@ def main() -> int:
     for batch, key, *figures in rows:
         if key == "first batch":
             print(f"{batch:>5}  time to first batch: {figures[0]:.1f} ms (median of 7)")
+            continue
+        if key == "default options":
+            print(f"{batch:>5}  in-process with ONNX Runtime's default options (spin-waiting "
+                  f"on): {figures[0]:.1f} images/s (median of 3)")
             continue
         rate, ref, ratio, vs_raw, server_cpu, client_cpu, ref_cpu = figures
         print(f"{batch:>5}  {key:<7} {rate:9.1f} {ref:9.1f} {ratio:6.3f} {vs_raw:6.3f}"

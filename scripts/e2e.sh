@@ -247,7 +247,8 @@ ENTRYPOINT_OVERRIDE=python container_cmd "$SERVE_IMAGE" "$VALIDATE_CTR" \
     "$DATA_ABS:/real:ro" "$E2E_DIR/fetched:/synthetic:ro" "$E2E_DIR/model:/model:ro" \
     "$E2E_DIR/features:/features:ro" "$E2E_DIR/report:/report" -- \
     -m validator validate --real /real --synthetic /synthetic --model-dir /model \
-    --features-model /features/xception.onnx --allow-random-weights --out /report
+    --features-model /features/xception.onnx --allow-random-weights --out /report \
+    --no-progress
 "${CMD[@]}" 2>&1 | tee "$E2E_DIR/validate.log" || vrc=${PIPESTATUS[0]}
 (( vrc == 0 || vrc == 1 )) || fail "validator exited $vrc (0: gate passed, 1: gate failed; anything else is an error)"
 need_file "$E2E_DIR/report/report.json" validate

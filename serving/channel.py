@@ -13,7 +13,7 @@ MAX_RECEIVE_BYTES = 256 << 20
 
 
 def open_channel(target: str, *, root_cert: Path | None = None) -> grpc.Channel:
-    """A channel to ``target`` (HOST:PORT): TLS trusting ``root_cert`` when given, else plaintext."""
+    """A channel to ``target`` (HOST:PORT): TLS trusting ``root_cert`` if given, else plaintext."""
     options = [("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)]
     if root_cert is None:
         return grpc.insecure_channel(target, options=options)

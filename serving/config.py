@@ -51,6 +51,10 @@ class ServeConfig:
     prefetch: int = field(default=2, metadata=option(
         "batches a stream may generate ahead of what the client has read", minimum=1,
         maximum=64))
+    ort_spinning: bool = field(default=False, metadata=option(
+        "let ONNX Runtime's intra-op threads spin-wait between runs. Off by default: spinning "
+        "burns the cores that the encoder and gRPC threads need (on this project's shared 2-core "
+        "machine it halved throughput); try it on an otherwise idle machine"))
     provider: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata=option(
         "ONNX Runtime execution provider (auto: CUDA when available, else CPU)"))
     grace_seconds: float = field(default=30.0, metadata=option(

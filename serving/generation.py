@@ -1,4 +1,4 @@
-"""The generation pipeline: latents → ONNX Runtime → uint8 → PNG/raw → ImageBatch, as a stream.
+"""The generation pipeline: latents → ONNX Runtime → uint8 → PNG/raw → ImageBatch, streamed.
 
 One stream runs two overlapping stages so that encoding and sending stay off the inference path:
 

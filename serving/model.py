@@ -103,8 +103,12 @@ def _check_graph(session: ort.InferenceSession, manifest: Manifest, onnx_path: P
 
 
 def load_model(model_dir: Path, *, provider: str = "auto", threads: int = 0,
-               inter_threads: int = 1, inference_batch: int = 16) -> GeneratorModel:
-    """Load and check ``model_dir`` (model.json + model.onnx); raise ModelError if unusable."""
+               inter_threads: int = 1, inference_batch: int = 16,
+               spinning: bool = False) -> GeneratorModel:
+    """Load and check ``model_dir`` (model.json + model.onnx); raise ModelError if unusable.
+
+    ``spinning``: whether ONNX Runtime's intra-op threads spin-wait for work between runs.
+    """
     model_dir = Path(model_dir)
     manifest = read_manifest(model_dir)
     onnx_path = model_dir / manifest.onnx_file
@@ -118,6 +122,7 @@ def load_model(model_dir: Path, *, provider: str = "auto", threads: int = 0,
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = inter_threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     try:
         session = ort.InferenceSession(str(onnx_path), options,
                                        providers=choose_providers(provider))

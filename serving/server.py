@@ -112,7 +112,8 @@ def create_server(config: ServeConfig, *, model: GeneratorModel | None = None,
     if model is None and load:
         model = load_model(config.model, provider=config.provider, threads=config.threads,
                            inter_threads=config.inter_threads,
-                           inference_batch=config.inference_batch)
+                           inference_batch=config.inference_batch,
+                           spinning=config.ort_spinning)
     credentials = _credentials(config)
     metrics = Metrics()
     slot = ModelSlot()

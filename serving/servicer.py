@@ -15,7 +15,6 @@ from concurrent.futures import Executor
 
 import grpc
 
-from protos.dermsynth.v1 import generator_pb2 as pb
 from protos.dermsynth.v1 import generator_pb2_grpc as pb_grpc
 from serving.generation import BatchStream, StreamCancelled
 from serving.metrics import Metrics

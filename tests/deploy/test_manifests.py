@@ -103,7 +103,8 @@ def _broken_copies():
     container = misspelled["spec"]["template"]["spec"]["containers"][0]
     container["readinesProbe"] = container.pop("readinessProbe")
     named_port = copy.deepcopy(deployment)  # grpc probes need a number, not a port name
-    named_port["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["grpc"]["port"] = "grpc"
+    probe = named_port["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]
+    probe["grpc"]["port"] = "grpc"
     bad_replicas = copy.deepcopy(deployment)
     bad_replicas["spec"]["replicas"] = "two"
     hpa = copy.deepcopy(_find("HorizontalPodAutoscaler"))
@@ -229,7 +230,8 @@ def test_train_job_builds_tf_config_from_the_pod_index():
     assert spec["completions"] == spec["parallelism"] == workers >= 2
     service = _find("Service", job["spec"]["template"]["spec"]["subdomain"])
     assert service["spec"]["clusterIP"] == "None"
-    assert service["spec"]["selector"].items() <= job["spec"]["template"]["metadata"]["labels"].items()
+    pod_labels = job["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
     port = service["spec"]["ports"][0]["port"]
     assert port in [p["containerPort"] for p in container["ports"]]
     hosts = [f"{job['metadata']['name']}-{i}.{service['metadata']['name']}:{port}"
@@ -272,7 +274,8 @@ def test_validate_job_runs_the_validator_with_a_valid_config():
     assert str(config.out).startswith("/runs/") and str(config.cache_dir).startswith("/runs/")
     # The generator serves the same model directory the report describes.
     generator = _find("Deployment", "dermsynth-generator")["spec"]["template"]["spec"]
-    served = next(m for m in generator["containers"][0]["volumeMounts"] if m["mountPath"] == "/model")
+    served = next(m for m in generator["containers"][0]["volumeMounts"]
+                  if m["mountPath"] == "/model")
     assert served.get("subPath") == mounts["/model"].get("subPath")
     (init,) = job["spec"]["template"]["spec"]["initContainers"]
     assert init["image"].startswith("dermsynth-train:")  # Xception export needs TensorFlow

@@ -47,7 +47,8 @@ def _channel(target: str, *, balanced: bool) -> grpc.Channel:
     return channel
 
 
-def _generate(channel: grpc.Channel, *, start: int, count: int, batch_size: int) -> dict[int, bytes]:
+def _generate(channel: grpc.Channel, *, start: int, count: int,
+              batch_size: int) -> dict[int, bytes]:
     request = pb.GenerateRequest(seed=SEED, count=count, start_index=start,
                                  batch_size=batch_size, encoding=pb.ENCODING_PNG)
     images = {}
@@ -80,7 +81,7 @@ def _spread(servers, channel) -> tuple[dict[int, bytes], list[int]]:
 
 
 def test_round_robin_spreads_calls_and_images_match_one_server(two_servers):
-    (first, first_port), _second = two_servers
+    (_first, first_port), _second = two_servers
     with _channel(f"127.0.0.1:{first_port}", balanced=False) as single:
         reference = _generate(single, start=0, count=CALLS * PER_CALL, batch_size=5)
     assert sorted(reference) == list(range(CALLS * PER_CALL))

@@ -10,10 +10,10 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
+from protos.dermsynth.v1 import generator_pb2_grpc as pb_grpc
 from serving.model import load_model
 from serving.server import SERVICE_NAME
 from tests.serving.conftest import collect
-from protos.dermsynth.v1 import generator_pb2_grpc as pb_grpc
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import grpc
-import pytest
 
 from common.cli import run_cli
 from common.hashing import sha256_file

@@ -12,7 +12,7 @@ from protos.dermsynth.v1 import generator_pb2 as pb
 from protos.dermsynth.v1 import generator_pb2_grpc as pb_grpc
 from tests.serving.conftest import collect
 
-BIG = 100_000  # the default max_count; far more than any test reads: only cancellation can end these streams
+BIG = 100_000  # the default max_count, far more than any test reads: only a cancel ends these
 
 
 def wait_until(predicate, timeout: float = 20.0) -> None:
