@@ -97,10 +97,16 @@ class DCGAN(keras.Model):
                 "d_fake": tf.reduce_mean(tf.sigmoid(fake_logits))}
 
     def update_ema(self):
-        """EMA of trainable weights; batch-norm statistics copied. Cross-replica context."""
+        """EMA of trainable weights; batch-norm statistics copied. Cross-replica context.
+
+        The decay warms up as min(decay, (1 + t) / (10 + t)) with t the generator's step count
+        (as in TensorFlow's ExponentialMovingAverage with num_updates), so that a short run
+        does not export weights still close to the random initialisation.
+        """
         if self.ema_generator is None:
             return
-        decay = self.ema_decay
+        t = tf.cast(self.g_optimizer.iterations, tf.float32)
+        decay = tf.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
         for ema_w, w in zip(self.ema_generator.trainable_variables,
                             self.generator.trainable_variables):
             ema_w.assign(decay * ema_w + (1.0 - decay) * w)
