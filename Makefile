@@ -11,10 +11,10 @@ MODEL ?= models/demo
 RESOLUTION ?= 64
 EPOCHS ?= 25
 
-.PHONY: help setup protos check-protos test demo train export serve validate bench images e2e clean
+.PHONY: help setup protos check-protos test demo train export serve validate bench base-image images e2e requirements clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(STAMP): requirements/dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 2; }
@@ -47,10 +47,26 @@ export: $(STAMP)  ## export a run's generator to ONNX: make export RUN=runs/x MO
 serve: $(STAMP)  ## serve a model over gRPC: make serve MODEL=models/x
 	$(PY) -m serving serve --model $(MODEL) --port 50051
 
-bench: $(STAMP)  ## benchmarks: training step, gRPC stream, feature extraction (ratios, same run)
+validate: $(STAMP)  ## validate a synthetic folder: make validate REAL=dir SYN=dir XCEPTION=file.onnx OUT=reports/x
+	$(PY) -m validator validate --real $(REAL) --synthetic $(SYN) --features-model $(XCEPTION) --out $(OUT)
+
+bench: $(STAMP)  ## benchmarks: training step, gRPC stream, feature extraction, replicas (ratios, same run)
 	$(PY) bench/train_bench.py
 	$(PY) bench/serve_bench.py
 	$(PY) bench/validator_bench.py
+	$(PY) bench/replicas_bench.py
+
+base-image:  ## build the local debootstrap base image (only where no registry serves python:3.11-slim)
+	bash scripts/build_base_image.sh
+
+images:  ## build dermsynth-train and dermsynth-serve (docker, else buildah; local base if no registry)
+	bash scripts/images.sh
+
+e2e: $(STAMP)  ## the chain inside the images: train, export, serve, fetch, validate (after make images)
+	PYTHON=$(PY) bash scripts/e2e.sh
+
+requirements:  ## re-pin requirements/train.txt and serve.txt from the .in files (pip-tools)
+	bash scripts/compile_requirements.sh
 
 clean:  ## remove runs, models and caches (not the venv)
 	rm -rf runs models out .pytest_cache
