@@ -2,13 +2,15 @@
 # `make demo`: the whole dermsynth chain on the host, on the bundled ISIC sample, CPU only.
 #   train a small DCGAN → export it to ONNX → serve it over gRPC → fetch images with the
 #   client → validate them against the real images → print where everything is.
-# Environment: PYTHON (default .venv/bin/python), OUT (default out/demo), EPOCHS, RESOLUTION.
+# Environment: PYTHON (default .venv/bin/python), OUT (default out/demo), EPOCHS (150),
+# BATCH_SIZE (16), RESOLUTION (32), COUNT (64).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-.venv/bin/python}
 OUT=${OUT:-out/demo}
-EPOCHS=${EPOCHS:-40}
+EPOCHS=${EPOCHS:-150}
+BATCH_SIZE=${BATCH_SIZE:-16}
 RESOLUTION=${RESOLUTION:-32}
 COUNT=${COUNT:-64}
 DATA=data/isic-demo
@@ -29,7 +31,7 @@ start=$(date +%s)
 
 step "1/5 train a ${RESOLUTION}px DCGAN on the benign images of $DATA ($EPOCHS epochs; re-running resumes)"
 "$PY" -m trainer train --data "$DATA" --run "$OUT/run" --resolution "$RESOLUTION" \
-  --epochs "$EPOCHS" --benign-malignant benign --seed 0
+  --epochs "$EPOCHS" --batch-size "$BATCH_SIZE" --benign-malignant benign --seed 0
 
 step "2/5 export the generator to ONNX"
 "$PY" -m trainer export --run "$OUT/run" --out "$OUT/model"
