@@ -7,9 +7,10 @@ Exports an UNTRAINED 64 px DCGAN generator (latent 100) with the trainer's own
 then for inference batch 8 and 64 starts a real server subprocess (``python -m serving serve
 --inference-batch B``) and measures, in the same run and alternating with each other:
 
-- in-process ONNX Runtime ``session.run`` on a fixed [B, 100] batch with the server's session
-  options (intra-op threads = ONNX Runtime's default, spin-waiting off), the reference; and, for
-  context, with ONNX Runtime's default options (spin-waiting on);
+- in-process ONNX Runtime ``session.run`` on a fixed [B, 100] batch, one session with
+  intra-op threads = ONNX Runtime's default (one per core) and spin-waiting off, the reference;
+  and, for context, with ONNX Runtime's default options (spin-waiting on). The server runs with
+  its own defaults (two ONNX Runtime calls in flight with half the cores each, prefetch 4);
 - the gRPC stream with 1 and 4 concurrent clients, RAW (uint8 pixels) and PNG, batch size B:
   images/s received by the clients, and the ratio to in-process;
 - time to first batch (a fresh request of B images, median of several);
@@ -189,7 +190,8 @@ def run(args: argparse.Namespace, work: Path) -> int:
     session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
     default_session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
     print(f"cpu cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}, onnxruntime "
-          f"{ort.__version__}, intra-op threads: default (one per core), spin-waiting off, server and in-process;"
+          f"{ort.__version__}; server: its defaults (--inference-workers 2 x cores/2 threads, prefetch 4); "
+          f"in-process: one session, intra-op threads one per core; spin-waiting off in both;"
           f"\nmedians of {args.repeats} (in-process, stream) window pairs of ~{args.seconds:g} s\n",
           flush=True)
     configs = [(1, pb.ENCODING_RAW_RGB8, "RAW x1"), (1, pb.ENCODING_PNG, "PNG x1"),

@@ -42,13 +42,20 @@ class ServeConfig:
         "largest gRPC message the server sends or accepts; a batch that could exceed it is "
         "refused with RESOURCE_EXHAUSTED", minimum=64 * 1024, maximum=2**31 - 1))
     threads: int = field(default=0, metadata=option(
-        "ONNX Runtime intra-op threads (0: ONNX Runtime's default, one per core)", minimum=0))
+        "ONNX Runtime intra-op threads per call (0: the machine's cores divided by "
+        "--inference-workers)", minimum=0))
+    inference_workers: int = field(default=2, metadata=option(
+        "ONNX Runtime calls in flight at once, across all streams; also how many chunks of one "
+        "stream are inferred concurrently. Two calls with half the cores each keep the cores "
+        "busy while one call's threads are preempted by gRPC or encoding work (bench/"
+        "serve_bench.py: 2 x 1 thread beat 1 x 2 threads on 2 cores). 1: one call after another",
+        minimum=1, maximum=64))
     inter_threads: int = field(default=1, metadata=option(
         "ONNX Runtime inter-op threads", minimum=1))
     encode_threads: int = field(default=2, metadata=option(
         "threads that turn model output into PNG/raw bytes while the next batch infers",
         minimum=1, maximum=256))
-    prefetch: int = field(default=2, metadata=option(
+    prefetch: int = field(default=4, metadata=option(
         "batches a stream may generate ahead of what the client has read", minimum=1,
         maximum=64))
     ort_spinning: bool = field(default=False, metadata=option(

@@ -22,6 +22,7 @@ import io
 import queue
 import threading
 import time
+from collections import deque
 from concurrent.futures import Executor, Future
 from typing import Callable, Iterator
 
@@ -58,28 +59,49 @@ def encode_png(pixels: np.ndarray) -> bytes:
 
 def output_chunks(model: GeneratorModel, plan: GenerationPlan,
                   stop: threading.Event | None = None,
-                  on_inference: Callable[[float], None] | None = None
+                  on_inference: Callable[[float], None] | None = None,
+                  runner: Executor | None = None, lookahead: int = 1
                   ) -> Iterator[tuple[int, np.ndarray]]:
     """(first index, float32 [n, H, W, C] model output) for the plan's images, one fixed-shape
-    chunk at a time.
+    chunk at a time, in order.
 
-    Stops early (without error) once ``stop`` is set; checked before each chunk.
+    With a ``runner`` (a thread pool shared by all streams), up to ``lookahead`` chunks of this
+    stream are inferred concurrently; every chunk still has the same fixed shape, so the images
+    do not change. Stops early (without error) once ``stop`` is set; checked before each chunk.
     """
     m = model.inference_batch
-    buffer = np.zeros((m, model.latent_dim), dtype=np.float32)
-    for offset in range(0, plan.count, m):
-        if stop is not None and stop.is_set():
-            return
-        n = min(m, plan.count - offset)
-        first = plan.start_index + offset
+
+    def infer(first: int, n: int) -> np.ndarray:
+        buffer = np.zeros((m, model.latent_dim), dtype=np.float32)  # rows past n stay zero
         latents(plan.seed, first, n, model.latent_dim, out=buffer)
-        if n < m:
-            buffer[n:] = 0.0
         started = time.perf_counter()
         images = model.run(buffer)
         if on_inference is not None:
             on_inference(time.perf_counter() - started)
-        yield first, images[:n]
+        return images[:n]
+
+    offsets = iter(range(0, plan.count, m))
+    pending: deque[tuple[int, Future]] = deque()
+    try:
+        while True:
+            while len(pending) < max(1, lookahead) and not (stop is not None and stop.is_set()):
+                offset = next(offsets, None)
+                if offset is None:
+                    break
+                first, n = plan.start_index + offset, min(m, plan.count - offset)
+                if runner is None:
+                    done: Future = Future()
+                    done.set_result(infer(first, n))
+                    pending.append((first, done))
+                else:
+                    pending.append((first, runner.submit(infer, first, n)))
+            if not pending or (stop is not None and stop.is_set()):
+                return
+            first, future = pending.popleft()
+            yield first, future.result()
+    finally:
+        for _, future in pending:
+            future.cancel()
 
 
 def regroup(chunks: Iterator[tuple[int, np.ndarray]], batch_size: int
@@ -132,8 +154,10 @@ class BatchStream:
     """
 
     def __init__(self, model: GeneratorModel, plan: GenerationPlan, *, encoders: Executor,
-                 prefetch: int = 2, on_inference: Callable[[float], None] | None = None) -> None:
+                 prefetch: int = 2, on_inference: Callable[[float], None] | None = None,
+                 runner: Executor | None = None, lookahead: int = 1) -> None:
         self._model, self._plan, self._encoders = model, plan, encoders
+        self._runner, self._lookahead = runner, lookahead
         self._on_inference = on_inference
         self._queue: queue.Queue = queue.Queue(maxsize=prefetch)
         self._stop = threading.Event()
@@ -163,7 +187,8 @@ class BatchStream:
 
     def _produce(self) -> None:
         try:
-            chunks = output_chunks(self._model, self._plan, self._stop, self._on_inference)
+            chunks = output_chunks(self._model, self._plan, self._stop, self._on_inference,
+                                   self._runner, self._lookahead)
             for first, outputs in regroup(chunks, self._plan.batch_size):
                 future = self._encoders.submit(build_batch, self._plan, first, outputs)
                 if not self._put(future):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
+import os
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +51,7 @@ class GeneratorServer:
     encoders: ThreadPoolExecutor
     port: int
     metrics_port: int | None = None
+    runner: ThreadPoolExecutor | None = None  # concurrent inference (--inference-workers > 1)
 
     def start(self) -> None:
         """Start serving; start the metrics endpoint when one is configured."""
@@ -77,6 +79,8 @@ class GeneratorServer:
         def cleanup() -> None:
             done.wait()
             self.encoders.shutdown(wait=True, cancel_futures=True)
+            if self.runner is not None:
+                self.runner.shutdown(wait=True, cancel_futures=True)
             self.metrics.stop_http()
             finished.set()
 
@@ -110,7 +114,8 @@ def create_server(config: ServeConfig, *, model: GeneratorModel | None = None,
     Generate/GetModelInfo with UNAVAILABLE until :meth:`GeneratorServer.set_model`.
     """
     if model is None and load:
-        model = load_model(config.model, provider=config.provider, threads=config.threads,
+        threads = config.threads or max(1, (os.cpu_count() or 1) // config.inference_workers)
+        model = load_model(config.model, provider=config.provider, threads=threads,
                            inter_threads=config.inter_threads,
                            inference_batch=config.inference_batch,
                            spinning=config.ort_spinning)
@@ -118,11 +123,14 @@ def create_server(config: ServeConfig, *, model: GeneratorModel | None = None,
     metrics = Metrics()
     slot = ModelSlot()
     encoders = ThreadPoolExecutor(config.encode_threads, thread_name_prefix="dermsynth-encode")
+    runner = (ThreadPoolExecutor(config.inference_workers, thread_name_prefix="dermsynth-infer")
+              if config.inference_workers > 1 else None)
     limits = Limits(max_count=config.max_count, max_batch_size=config.max_batch_size,
                     default_batch_size=config.default_batch_size,
                     max_message_bytes=config.max_message_bytes)
     servicer = GeneratorServicer(slot, limits, max_streams=config.max_streams, encoders=encoders,
-                                 prefetch=config.prefetch, metrics=metrics)
+                                 prefetch=config.prefetch, metrics=metrics, runner=runner,
+                                 lookahead=config.inference_workers)
     interceptors = [BearerTokenInterceptor(config.token)] if config.token else []
     server = grpc.server(
         ThreadPoolExecutor(config.max_streams + _EXTRA_WORKERS,
@@ -146,8 +154,11 @@ def create_server(config: ServeConfig, *, model: GeneratorModel | None = None,
         reason = "address in use or not available"
     if not port:
         encoders.shutdown(wait=False)
+        if runner is not None:
+            runner.shutdown(wait=False)
         raise UserError(f"cannot listen on {address}: {reason}")
-    handle = GeneratorServer(server, config, slot, health_servicer, metrics, encoders, port)
+    handle = GeneratorServer(server, config, slot, health_servicer, metrics, encoders, port,
+                             runner=runner)
     handle.set_model(model)
     return handle, port
 

@@ -53,13 +53,15 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
     """Serves the model in ``slot`` within ``limits`` and ``max_streams`` concurrent streams."""
 
     def __init__(self, slot: ModelSlot, limits: Limits, *, max_streams: int, encoders: Executor,
-                 prefetch: int, metrics: Metrics) -> None:
+                 prefetch: int, metrics: Metrics, runner: Executor | None = None,
+                 lookahead: int = 1) -> None:
         self._slot = slot
         self._limits = limits
         self._streams = threading.BoundedSemaphore(max_streams)
         self._encoders = encoders
         self._prefetch = prefetch
         self._metrics = metrics
+        self._runner, self._lookahead = runner, lookahead
 
     def GetModelInfo(self, request, context):
         model = self._slot.get()
@@ -98,7 +100,8 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
     def _stream(self, model, plan, context, record):
         slot = _StreamSlot(self._streams)
         stream = BatchStream(model, plan, encoders=self._encoders, prefetch=self._prefetch,
-                             on_inference=self._metrics.inference_seconds.observe)
+                             on_inference=self._metrics.inference_seconds.observe,
+                             runner=self._runner, lookahead=self._lookahead)
 
         def on_termination() -> None:  # client cancel, deadline, shutdown, or normal end
             stream.cancel()

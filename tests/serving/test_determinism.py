@@ -48,6 +48,21 @@ def test_bytes_survive_a_restart_and_another_inference_batch(make_server):
     assert after == before
 
 
+def test_bytes_do_not_depend_on_concurrent_inference(make_server):
+    """One ONNX Runtime call at a time (2 threads) or several chunks in flight (1 thread each):
+    the same images, in order, with nothing lost or duplicated."""
+    results = []
+    for workers, threads, prefetch in ((1, 2, 1), (3, 1, 4)):
+        server, target = make_server(inference_workers=workers, threads=threads,
+                                     prefetch=prefetch, inference_batch=4)
+        with grpc.insecure_channel(target) as channel:
+            results.append(collect(pb_grpc.GeneratorStub(channel), seed=8, start_index=3,
+                                   count=37, batch_size=6))
+        server.stop(0).wait(10)
+    assert list(results[0]) == list(range(3, 40))
+    assert results[1] == results[0]
+
+
 def test_pixels_equal_an_independent_onnx_runtime_run(server, tiny_model_dir):
     """PNG and RAW carry the same pixels, and they are the model's output for the documented
     latent, computed here one image at a time outside the server."""
