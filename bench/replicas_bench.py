@@ -80,13 +80,16 @@ def free_port() -> int:
 
 def start_replicas(model_dir: Path, replicas: int,
                    threads: int) -> list[tuple[subprocess.Popen, int]]:
-    """Each replica is its own `python -m serving serve` process, as in a pod."""
+    """Each replica is its own `python -m serving serve` process, as in a pod, running one
+    ONNX Runtime call at a time with ``threads`` threads, so that the setups differ only in how
+    the same cores are split between processes."""
     servers = []
     for _ in range(replicas):
         port = free_port()
         proc = subprocess.Popen(
             [sys.executable, "-m", "serving", "serve", "--model", str(model_dir), "--host",
-             "127.0.0.1", "--port", str(port), "--threads", str(threads), "--metrics-port",
+             "127.0.0.1", "--port", str(port), "--threads", str(threads),
+             "--inference-workers", "1", "--metrics-port",
              "none", "--inference-batch", str(BATCH), "--max-batch-size", str(BATCH)],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         servers.append((proc, port))
