@@ -23,7 +23,7 @@ import queue
 import threading
 import time
 from collections import deque
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, wait
 from typing import Callable, Iterator
 
 import numpy as np
@@ -71,7 +71,12 @@ def output_chunks(model: GeneratorModel, plan: GenerationPlan,
     """
     m = model.inference_batch
 
-    def infer(first: int, n: int) -> np.ndarray:
+    def stopped() -> bool:
+        return stop is not None and stop.is_set()
+
+    def infer(first: int, n: int) -> np.ndarray | None:
+        if stopped():  # cancelled while this chunk waited for a worker: skip the call
+            return None
         buffer = np.zeros((m, model.latent_dim), dtype=np.float32)  # rows past n stay zero
         latents(plan.seed, first, n, model.latent_dim, out=buffer)
         started = time.perf_counter()
@@ -84,7 +89,7 @@ def output_chunks(model: GeneratorModel, plan: GenerationPlan,
     pending: deque[tuple[int, Future]] = deque()
     try:
         while True:
-            while len(pending) < max(1, lookahead) and not (stop is not None and stop.is_set()):
+            while len(pending) < max(1, lookahead) and not stopped():
                 offset = next(offsets, None)
                 if offset is None:
                     break
@@ -95,13 +100,17 @@ def output_chunks(model: GeneratorModel, plan: GenerationPlan,
                     pending.append((first, done))
                 else:
                     pending.append((first, runner.submit(infer, first, n)))
-            if not pending or (stop is not None and stop.is_set()):
+            if not pending or stopped():
                 return
             first, future = pending.popleft()
-            yield first, future.result()
-    finally:
+            images = future.result()
+            if images is None:
+                return
+            yield first, images
+    finally:  # once this returns, no call of this stream is running or will start
         for _, future in pending:
             future.cancel()
+        wait([future for _, future in pending])
 
 
 def regroup(chunks: Iterator[tuple[int, np.ndarray]], batch_size: int

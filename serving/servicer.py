@@ -25,6 +25,7 @@ from serving.plan import Limits, RequestRejected, plan_request
 log = logging.getLogger("serving.requests")
 
 NO_MODEL = "no model is loaded on this server yet; retry shortly"
+_PRODUCER_JOIN_SECONDS = 30.0  # bound on waiting for one chunk's inference at a stream's end
 
 
 class _StreamSlot:
@@ -132,5 +133,8 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
             context.abort(grpc.StatusCode.INTERNAL, f"generation failed: {exc}")
         finally:
             stream.cancel()
+            # The producer stops before its next chunk; wait for a chunk already running so
+            # that a stream counted as ended no longer uses the model.
+            stream.join(timeout=_PRODUCER_JOIN_SECONDS)
             slot.release()
             self._metrics.active_streams.dec()
