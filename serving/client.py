@@ -24,7 +24,7 @@ import grpc
 from tqdm import tqdm
 
 from common.cli import run_cli
-from common.config import add_arguments, atomic_write_text, resolve
+from common.config import add_arguments, atomic_write_bytes, atomic_write_text, resolve
 from common.errors import UserError
 from protos.dermsynth.v1 import generator_pb2 as pb
 from protos.dermsynth.v1 import generator_pb2_grpc as pb_grpc
@@ -113,14 +113,6 @@ def missing_ranges(start: int, count: int, present: set[int], max_count: int
             run_start = index if missing else None
 
 
-def _write_image(out_dir: Path, index: int, data: bytes) -> None:
-    path = out_dir / image_name(index)
-    tmp = out_dir / f".{path.name}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
-
-
 def _write_manifest(out_dir: Path, *, target: str, seed: int, start_index: int, count: int,
                     info: dict, present: set[int]) -> None:
     doc = {"format": MANIFEST_FORMAT, "format_version": 1, "target": target, "seed": seed,
@@ -137,7 +129,11 @@ def fetch(target: str, *, seed: int, count: int, out_dir: Path, start_index: int
     """Make ``out_dir`` hold images ``start_index .. start_index + count - 1`` of ``seed`` from
     the server at ``target``, fetching only those not already there."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out_dir}: cannot create the output folder ({exc.strerror})"
+                        ) from None
     metadata = call_metadata(token)
     with open_channel(target, root_cert=root_cert) as channel:
         stub = pb_grpc.GeneratorStub(channel)
@@ -175,7 +171,8 @@ def fetch(target: str, *, seed: int, count: int, out_dir: Path, start_index: int
                                 f"the server sent image (seed {image.seed}, index {image.index}, "
                                 f"{len(image.data)} bytes, encoding {batch.encoding}) where "
                                 f"(seed {seed}, index {expected}, PNG) was expected")
-                        _write_image(out_dir, image.index, image.data)
+                        atomic_write_bytes(out_dir / image_name(image.index), image.data,
+                                           fsync=False)
                         present.add(image.index)
                         expected += 1
                         written += 1

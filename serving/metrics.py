@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from common.errors import UserError
+
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -35,8 +37,13 @@ class Metrics:
         self._http = None
 
     def serve_http(self, host: str, port: int) -> int:
-        """Start the /metrics HTTP endpoint (port 0: a free one); return its port."""
-        self._http, _thread = start_http_server(port, addr=host, registry=self.registry)
+        """Start the /metrics HTTP endpoint (port 0: a free one); return its port. Raises
+        UserError when the port is in use or the address not available."""
+        try:
+            self._http, _thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            raise UserError(f"cannot serve metrics on {host}:{port}: "
+                            f"{exc.strerror or exc}") from None
         return self._http.server_address[1]
 
     def stop_http(self) -> None:

@@ -18,10 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health
 
 from common.errors import UserError
+from common.grpc_server import NO_REUSEPORT, add_standard_services, bind, set_serving
 from protos.dermsynth.v1 import generator_pb2 as pb
 from protos.dermsynth.v1 import generator_pb2_grpc as pb_grpc
 from serving.auth import BearerTokenInterceptor
@@ -34,8 +34,6 @@ from serving.servicer import GeneratorServicer
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Generator"].full_name  # dermsynth.v1.Generator
-_SERVING = health_pb2.HealthCheckResponse.SERVING
-_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 _EXTRA_WORKERS = 8  # health checks, GetModelInfo and refused calls beside the streams
 
 
@@ -65,9 +63,7 @@ class GeneratorServer:
     def set_model(self, model: GeneratorModel | None) -> None:
         """Serve ``model`` (health SERVING) or none (NOT_SERVING; Generate → UNAVAILABLE)."""
         self.slot.set(model)
-        status = _SERVING if model is not None else _NOT_SERVING
-        for service in ("", SERVICE_NAME):
-            self.health.set(service, status)
+        set_serving(self.health, SERVICE_NAME, model is not None)
 
     def stop(self, grace: float | None) -> threading.Event:
         """Refuse new calls, let in-flight ones finish within ``grace`` seconds, then cancel
@@ -86,12 +82,6 @@ class GeneratorServer:
 
         threading.Thread(target=cleanup, name="dermsynth-shutdown", daemon=True).start()
         return finished
-
-
-def _address(host: str, port: int) -> str:
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"  # IPv6 literal
-    return f"{host}:{port}"
 
 
 def _credentials(config: ServeConfig) -> grpc.ServerCredentials | None:
@@ -138,25 +128,16 @@ def create_server(config: ServeConfig, *, model: GeneratorModel | None = None,
         interceptors=interceptors,
         options=[("grpc.max_send_message_length", config.max_message_bytes),
                  ("grpc.max_receive_message_length", config.max_message_bytes),
-                 ("grpc.so_reuseport", 0)])
+                 NO_REUSEPORT])
     pb_grpc.add_GeneratorServicer_to_server(servicer, server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    address = _address(config.host, config.port)
+    health_servicer = add_standard_services(server, SERVICE_NAME)
     try:
-        port = (server.add_secure_port(address, credentials) if credentials
-                else server.add_insecure_port(address))
-    except RuntimeError as exc:
-        port, reason = 0, str(exc)
-    else:
-        reason = "address in use or not available"
-    if not port:
+        port = bind(server, config.host, config.port, credentials)
+    except UserError:
         encoders.shutdown(wait=False)
         if runner is not None:
             runner.shutdown(wait=False)
-        raise UserError(f"cannot listen on {address}: {reason}")
+        raise
     handle = GeneratorServer(server, config, slot, health_servicer, metrics, encoders, port,
                              runner=runner)
     handle.set_model(model)

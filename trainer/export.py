@@ -14,14 +14,13 @@ import datetime as _dt
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from common.config import atomic_write_text
+from common.config import atomic_write_bytes, atomic_write_text
+from common.errors import UserError
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
@@ -134,17 +133,12 @@ def export_generator(generator, out_dir: str | Path, *, manifest: dict[str, Any]
         "parity_max_abs_diff": diff, "versions": _versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     })
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".model.onnx.", dir=out_dir)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(onnx_bytes)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out_dir / "model.onnx")
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out_dir}: cannot create the model directory ({exc.strerror})"
+                        ) from None
+    atomic_write_bytes(out_dir / "model.onnx", onnx_bytes)
     atomic_write_text(out_dir / "model.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
     return out_dir
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from common.config import ConfigError, atomic_write_text, from_dict, save
+from common.config import ConfigError, atomic_write_bytes, atomic_write_text, from_dict, save
 from trainer.config import TrainConfig, incompatible_keys
 from trainer.data import DatasetIndex
 
@@ -87,7 +87,11 @@ class RunDir:
 
     def attach_log(self) -> logging.Handler:
         """Send the trainer's log records to RUN/run.log (appending across resumes)."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"--run {self.path}: cannot create the run directory "
+                              f"({exc.strerror})") from None
         handler = logging.FileHandler(self.log_file, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger = logging.getLogger("trainer")
@@ -118,12 +122,10 @@ class RunDir:
 
     def write_samples(self, epoch: int, images: np.ndarray) -> Path:
         """Save float images in [-1, 1] as one grid PNG (atomic)."""
-        grid = sample_grid(images)
-        self.samples.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        Image.fromarray(sample_grid(images)).save(buf, format="PNG")
         path = self.samples / f"epoch_{epoch:04d}.png"
-        tmp = path.with_name(f".{path.name}.tmp")
-        Image.fromarray(grid).save(tmp, format="PNG")
-        tmp.replace(path)
+        atomic_write_bytes(path, buf.getvalue())
         return path
 
 

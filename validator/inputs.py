@@ -94,11 +94,14 @@ def _read_manifest(path: Path) -> dict | None:
 def fetch_synthetic(config: ValidateConfig, out_dir: Path, progress: bool) -> None:
     """Pull ``count`` images for ``seed`` from a generation server (resumes on re-run)."""
     try:
-        from serving.client import fetch
+        from serving.client import FetchFailed, fetch
     except ImportError as exc:
         raise UserError(f"--from-server needs serving.client ({exc})") from exc
-    fetch(config.from_server, seed=config.seed, count=config.count, out_dir=out_dir,
-          progress=progress)
+    try:
+        fetch(config.from_server, seed=config.seed, count=config.count, out_dir=out_dir,
+              progress=progress)
+    except FetchFailed as exc:  # the client's exit 1 would read as a FAIL verdict here
+        raise UserError(f"--from-server {config.from_server}: {exc}") from None
 
 
 def load_inputs(config: ValidateConfig, *, progress: bool = True) -> Inputs:

@@ -54,7 +54,11 @@ def run_validation(config: ValidateConfig, *, on_progress: Progress | None = Non
     thresholds = load_thresholds(config.thresholds)
     model = model or FeatureModel(config.features_model, threads=config.threads)
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot create the report directory ({exc.strerror})"
+                        ) from None
     say("inputs", 0, 1, "scanning image folders")
     inputs = load_inputs(config, progress=config.progress)
     sets = {"real": inputs.real, "holdout": inputs.holdout, "synthetic": inputs.synthetic}

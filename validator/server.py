@@ -13,10 +13,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health
 
 from common.errors import UserError
+from common.grpc_server import NO_REUSEPORT, add_standard_services, bind, set_serving
 from protos.dermsynth.v1 import validator_pb2 as pb
 from protos.dermsynth.v1 import validator_pb2_grpc as pb_grpc
 from validator.config import ValidateConfig
@@ -41,10 +41,7 @@ class ValidatorServer:
 
     def set_model(self, model: FeatureModel | None) -> None:
         self.servicer.model = model
-        status = (health_pb2.HealthCheckResponse.SERVING if model is not None
-                  else health_pb2.HealthCheckResponse.NOT_SERVING)
-        for service in ("", SERVICE_NAME):
-            self.health.set(service, status)
+        set_serving(self.health, SERVICE_NAME, model is not None)
 
     def load_model(self) -> FeatureModel:
         """Load the configured feature model and turn health SERVING."""
@@ -66,34 +63,38 @@ def create_server(config: ValidateConfig, *, model: FeatureModel | None = None,
     if config.features_model is None and model is None:
         raise UserError("--features-model is required to serve")
     server = grpc.server(ThreadPoolExecutor(max_workers=config.max_workers + _EXTRA_WORKERS),
-                         maximum_concurrent_rpcs=config.max_workers + _EXTRA_WORKERS)
+                         maximum_concurrent_rpcs=config.max_workers + _EXTRA_WORKERS,
+                         options=[NO_REUSEPORT])
     servicer = ValidatorServicer(config)
     pb_grpc.add_ValidatorServicer_to_server(servicer, server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(f"{host}:{config.port}")
-    if port == 0:
-        raise UserError(f"cannot bind port {config.port}")
+    health_servicer = add_standard_services(server, SERVICE_NAME)
+    port = bind(server, host, config.port)
     handle = ValidatorServer(server, servicer, health_servicer, port)
     handle.set_model(model)
     return handle, port
 
 
 def serve(config: ValidateConfig) -> int:
+    """Run until SIGTERM or SIGINT, then let running validations finish for up to 30 s. The
+    server is stopped on every way out, a feature model that fails to load included."""
     handle, port = create_server(config)
-    handle.start()
-    log.info("validator listening on port %d (NOT_SERVING until the model loads)", port)
-    handle.load_model()
-    stopped = threading.Event()
+    stop = threading.Event()
+    received: list[str] = []
 
     def on_signal(signum, _frame) -> None:
-        log.info("signal %d: shutting down", signum)
-        handle.stop(grace=30).wait()
-        stopped.set()
+        received.append(signal.Signals(signum).name)
+        stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    stopped.wait()
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        handle.start()
+        log.info("validator listening on port %d (NOT_SERVING until the model loads)", port)
+        handle.load_model()
+        while not stop.wait(0.5):
+            pass
+        log.info("%s received: shutting down", received[0])
+    finally:
+        handle.stop(grace=30).wait()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0

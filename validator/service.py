@@ -4,7 +4,8 @@ one Summary. Thin by design (grpc's route_guide style): the work lives in the pi
 
 Paths in requests are server-side paths. Bad fields -> INVALID_ARGUMENT naming the field; bad
 input data found while running (missing folder, no usable image) -> INVALID_ARGUMENT with the
-validator's message; no feature model loaded yet -> UNAVAILABLE.
+validator's message; no feature model loaded yet -> UNAVAILABLE. A cancelled call stops its
+validation at the next progress event.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from validator.features import FeatureModel
 
 log = logging.getLogger(__name__)
 _DONE = object()
+
+
+class _Cancelled(Exception):
+    """The client went away (cancel, deadline, shutdown): stop the validation it asked for."""
 
 
 class FieldError(ValueError):
@@ -113,8 +118,15 @@ class ValidatorServicer(pb_grpc.ValidatorServicer):
         except FieldError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         events: queue.Queue = queue.Queue()
+        cancelled = threading.Event()
+        # Without this a cancelled call would free its RPC thread while its validation ran on,
+        # so max_workers would no longer bound the validations running at once.
+        if not context.add_callback(cancelled.set):
+            return  # already cancelled
 
         def progress(stage, done, total, message):
+            if cancelled.is_set():  # checked between batches, checks and stages
+                raise _Cancelled()
             events.put(pb.ValidateEvent(progress=pb.Progress(stage=stage, done=done,
                                                              total=total, message=message)))
 
@@ -130,6 +142,8 @@ class ValidatorServicer(pb_grpc.ValidatorServicer):
         while (item := events.get()) is not _DONE:
             if isinstance(item, pb.ValidateEvent):
                 yield item
+            elif isinstance(item, _Cancelled):
+                return
             elif isinstance(item, UserError):
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(item))
             elif isinstance(item, Exception):

@@ -106,6 +106,15 @@ def test_server_errors_are_reported(make_server, tmp_path, capsys):
                       "--out", str(tmp_path / "o")) == 0
 
 
+def test_out_that_cannot_be_a_folder_exits_2(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    for out in (afile, afile / "sub"):  # refused before any connection is made
+        assert run_client("--target", "localhost:1", "--seed", "1", "--count", "2", "--out",
+                          str(out)) == 2
+        assert "cannot create the output folder" in capsys.readouterr().err
+
+
 def test_missing_ranges():
     assert list(missing_ranges(10, 10, {12, 13, 17}, 100)) == [(10, 2), (14, 3), (18, 2)]
     assert list(missing_ranges(0, 5, set(), 2)) == [(0, 2), (2, 2), (4, 1)]

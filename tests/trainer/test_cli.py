@@ -35,10 +35,12 @@ def test_help_has_examples():
     assert "examples:" in cli("export", "--help").stdout
 
 
-@pytest.mark.parametrize("case", ["missing", "empty", "resolution", "env", "export"])
+@pytest.mark.parametrize("case", ["missing", "empty", "resolution", "env", "export",
+                                  "run-under-file"])
 def test_bad_inputs_exit_2_with_a_message(case, tmp_path, dataset):
     empty = tmp_path / "empty"
     empty.mkdir()
+    (tmp_path / "afile").write_text("not a folder")
     args, env, message = {
         "missing": (["train", "--data", tmp_path / "nope", "--run", tmp_path / "r"], None,
                     "does not exist"),
@@ -48,6 +50,8 @@ def test_bad_inputs_exit_2_with_a_message(case, tmp_path, dataset):
         "env": (["train", "--data", dataset, "--run", tmp_path / "r"],
                 {"DERMSYNTH_TRAIN_EPOCS": "3"}, "unknown environment variable"),
         "export": (["export", "--run", empty, "--out", tmp_path / "m"], None, "no config.json"),
+        "run-under-file": (["train", "--data", dataset, "--run", tmp_path / "afile" / "r", *TINY],
+                           None, "cannot create the run directory"),
     }[case]
     result = cli(*args, env=env)
     assert result.returncode == 2, result.stderr

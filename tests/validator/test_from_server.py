@@ -51,3 +51,18 @@ def test_validate_from_server(generation_server, tiny_model_dir, split, xception
     # a re-run resumes the fetch (nothing new) and reads features from the cache
     again = run_validation(config.replace(out=tmp_path / "report"))
     assert again.report["inputs"]["synthetic"]["features"] == {"computed": 0, "cached": 24}
+
+
+def test_unreachable_server_is_bad_input_not_a_fail(split, xception_onnx, tmp_path):
+    """The client's exit 1 (server refused) must not leak out as the gate's FAIL code."""
+    from common.errors import UserError
+    from serving.client import FetchFailed
+
+    config = ValidateConfig(real=split.train, from_server="127.0.0.1:1", seed=3, count=4,
+                            features_model=xception_onnx, out=tmp_path / "report",
+                            checks=("dcr",), cache_dir=tmp_path / "cache", tsne=False,
+                            progress=False, allow_random_weights=True)
+    with pytest.raises(UserError, match="--from-server 127.0.0.1:1") as info:
+        run_validation(config)
+    assert not isinstance(info.value, FetchFailed) and info.value.exit_code == 2
+    assert not (tmp_path / "report" / "report.json").exists()

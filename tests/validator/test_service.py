@@ -5,6 +5,8 @@ are INVALID_ARGUMENT naming the field."""
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -107,3 +109,21 @@ def test_missing_folder_is_invalid_argument(server, xception_onnx, tmp_path):
         list(pb_grpc.ValidatorStub(channel).Validate(request, timeout=30))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "does not exist" in err.value.details()
+
+
+def test_cancelled_call_stops_its_validation(server, xception_onnx, split, tmp_path):
+    handle, channel = server
+    handle.set_model(FeatureModel(xception_onnx))
+    out = tmp_path / "out"
+    request = pb.ValidateRequest(
+        real_dir=_small(split.train, tmp_path / "train", 40),
+        synthetic_dir=_small(split.other, tmp_path / "syn", 20), out_dir=str(out),
+        options=pb.ValidateOptions(checks=["dcr", "c2st"], skip_tsne=True))
+    call = pb_grpc.ValidatorStub(channel).Validate(request, timeout=180)
+    assert next(call).WhichOneof("event") == "progress"
+    call.cancel()
+    deadline = time.monotonic() + 60
+    while any(t.name == "validate" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the validation ran on after its call was cancelled"
+        time.sleep(0.05)
+    assert not (out / "report.json").exists()
