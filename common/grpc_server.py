@@ -6,6 +6,11 @@ Imports grpc, so only the serving and validator code import this module.
 
 from __future__ import annotations
 
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -57,3 +62,27 @@ def bind(server: grpc.Server, host: str, port: int,
     if not bound:
         raise UserError(f"cannot listen on {where}: address in use or not available")
     return bound
+
+
+@contextmanager
+def termination_signals() -> Iterator[Callable[[], str]]:
+    """Catch SIGTERM and SIGINT while the block runs; yield ``wait()``, which blocks until one
+    arrives and returns its name. The previous handlers are restored on the way out."""
+    stop = threading.Event()
+    received: list[str] = []
+
+    def on_signal(signum, _frame) -> None:
+        received.append(signal.Signals(signum).name)
+        stop.set()
+
+    def wait() -> str:
+        while not stop.wait(0.5):
+            pass
+        return received[0]
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield wait
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

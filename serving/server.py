@@ -12,7 +12,6 @@ import ctypes
 import json
 import logging
 import os
-import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,7 +20,8 @@ import grpc
 from grpc_health.v1 import health
 
 from common.errors import UserError
-from common.grpc_server import NO_REUSEPORT, add_standard_services, bind, set_serving
+from common.grpc_server import (NO_REUSEPORT, add_standard_services, bind, set_serving,
+                                termination_signals)
 from protos.dermsynth.v1 import generator_pb2 as pb
 from protos.dermsynth.v1 import generator_pb2_grpc as pb_grpc
 from serving.auth import BearerTokenInterceptor
@@ -166,23 +166,10 @@ def serve(config: ServeConfig) -> int:
     log.info("config %s", json.dumps(config.for_log(), sort_keys=True))
     fix_mmap_threshold()
     server, port = create_server(config)
-    stop = threading.Event()
-    received: list[str] = []
-
-    def on_signal(signum, _frame) -> None:
-        received.append(signal.Signals(signum).name)
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with termination_signals() as wait_for_signal:
         server.start()
-        while not stop.wait(0.5):
-            pass
         log.info("%s received: refusing new calls, draining streams for up to %.1f s",
-                 received[0], config.grace_seconds)
+                 wait_for_signal(), config.grace_seconds)
         server.stop(config.grace_seconds).wait()
         log.info("stopped")
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     return 0

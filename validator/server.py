@@ -8,7 +8,6 @@ the Xception feature model is loaded, then SERVING) and server reflection.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,7 +15,8 @@ import grpc
 from grpc_health.v1 import health
 
 from common.errors import UserError
-from common.grpc_server import NO_REUSEPORT, add_standard_services, bind, set_serving
+from common.grpc_server import (NO_REUSEPORT, add_standard_services, bind, set_serving,
+                                termination_signals)
 from protos.dermsynth.v1 import validator_pb2 as pb
 from protos.dermsynth.v1 import validator_pb2_grpc as pb_grpc
 from validator.config import ValidateConfig
@@ -78,23 +78,12 @@ def serve(config: ValidateConfig) -> int:
     """Run until SIGTERM or SIGINT, then let running validations finish for up to 30 s. The
     server is stopped on every way out, a feature model that fails to load included."""
     handle, port = create_server(config)
-    stop = threading.Event()
-    received: list[str] = []
-
-    def on_signal(signum, _frame) -> None:
-        received.append(signal.Signals(signum).name)
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        handle.start()
-        log.info("validator listening on port %d (NOT_SERVING until the model loads)", port)
-        handle.load_model()
-        while not stop.wait(0.5):
-            pass
-        log.info("%s received: shutting down", received[0])
-    finally:
-        handle.stop(grace=30).wait()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with termination_signals() as wait_for_signal:
+        try:
+            handle.start()
+            log.info("validator listening on port %d (NOT_SERVING until the model loads)", port)
+            handle.load_model()
+            log.info("%s received: shutting down", wait_for_signal())
+        finally:
+            handle.stop(grace=30).wait()
     return 0
