@@ -20,15 +20,18 @@ from serving.health import check_health, get_model_info
 from serving.model_info import model_info_dict
 
 EPILOG = """examples:
-  python -m serving serve --model models/demo --port 50051
+  python -m serving serve --model models/demo --port 50051     # listens on 127.0.0.1
   DERMSYNTH_SERVE_TOKEN=s3cret python -m serving serve --model models/demo --port 50051 \\
-      --tls-cert server.crt --tls-key server.key --metrics-port 9464
+      --host 0.0.0.0 --tls-cert server.crt --tls-key server.key --metrics-port 9464
   python -m serving health --target localhost:50051      # exit 0 iff SERVING
   python -m serving info --target localhost:50051        # the served model's manifest (JSON)
   python -m serving.client --target localhost:50051 --seed 42 --count 1000 --out out/seed42
 
 Every serve option can also be set as DERMSYNTH_SERVE_<OPTION> (e.g. DERMSYNTH_SERVE_MAX_STREAMS);
-flags win over the environment.
+flags win over the environment. Health checks and GetModelInfo have threads of their own, so
+they are answered however many streams run; a stream whose client stops reading is cancelled
+after --stream-idle-seconds. On SIGTERM health turns NOT_SERVING for --drain-announce-seconds,
+then the listener closes and running streams get --grace-seconds to finish.
 """
 
 

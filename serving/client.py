@@ -2,8 +2,9 @@
 CLI ``python -m serving.client``.
 
 The folder holds ``{index:08d}.png`` files (each written to a temporary name, then renamed, so
-a file that exists is complete) and ``manifest.json`` (seed, the indices present, the model's
-info including its sha256). Re-running the same command asks the server only for the missing
+a file that exists is complete) and ``manifest.json`` (seed, the index ranges present, the
+model's info including its sha256; rewritten after every batch, so after a ``kill -9`` it lags
+the image files by at most one batch; the image files are the truth). Re-running the same command asks the server only for the missing
 index ranges; a folder holding another seed's or another model's images is refused (exit 2).
 """
 
@@ -14,17 +15,16 @@ import json
 import os
 import re
 import sys
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import grpc
 from tqdm import tqdm
 
 from common.cli import run_cli
-from common.config import add_arguments, atomic_write_bytes, atomic_write_text, resolve
+from common.config import add_arguments, atomic_write_bytes, resolve
 from common.errors import UserError
 from protos.dermsynth.v1 import generator_pb2 as pb
 from protos.dermsynth.v1 import generator_pb2_grpc as pb_grpc
@@ -35,7 +35,7 @@ from serving.model_info import model_info_dict
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "dermsynth-fetch"
 _IMAGE_NAME = re.compile(r"^(\d{8,})\.png$")
-_MANIFEST_EVERY_SECONDS = 5.0
+_TEMPORARY = re.compile(r"^\.(\d{8,}\.png|manifest\.json)\.tmp-\d+$")  # atomic_write_bytes
 
 
 class FolderMismatch(UserError):
@@ -68,14 +68,41 @@ def image_name(index: int) -> str:
 
 
 def _present_indices(out_dir: Path) -> set[int]:
+    """The indices of the complete image files in ``out_dir`` (temporary files never count)."""
     present = set()
     for entry in os.scandir(out_dir):
         match = _IMAGE_NAME.match(entry.name)
-        if match and entry.is_file():
+        if match and entry.is_file(follow_symlinks=False):
             present.add(int(match.group(1)))
-        elif entry.name.startswith(".") and ".tmp-" in entry.name:
-            os.unlink(entry.path)  # left by an interrupted write
     return present
+
+
+def _remove_stale_temporaries(out_dir: Path) -> None:
+    """Delete the temporary files an interrupted run of this client left (``.NAME.tmp-PID``
+    beside an image or the manifest). Called only once the folder is known to be ours, and
+    touches nothing else: no folders, no links, no other names."""
+    for entry in os.scandir(out_dir):
+        if _TEMPORARY.match(entry.name) and entry.is_file(follow_symlinks=False):
+            os.unlink(entry.path)
+
+
+def _ranges(indices: set[int]) -> list[list[int]]:
+    """Sorted ``[first, last]`` runs of consecutive indices (inclusive): compact for the
+    manifest, which is rewritten after every batch."""
+    runs: list[list[int]] = []
+    for index in sorted(indices):
+        if runs and index == runs[-1][1] + 1:
+            runs[-1][1] = index
+        else:
+            runs.append([index, index])
+    return runs
+
+
+def manifest_indices(manifest: dict) -> list[int]:
+    """The indices a fetch manifest lists (format 2: ``index_ranges``; format 1: ``indices``)."""
+    if "index_ranges" in manifest:
+        return [i for first, last in manifest["index_ranges"] for i in range(first, last + 1)]
+    return list(manifest.get("indices", []))
 
 
 def _check_folder(out_dir: Path, seed: int, model_sha256: str, present: set[int]) -> None:
@@ -114,20 +141,28 @@ def missing_ranges(start: int, count: int, present: set[int], max_count: int
 
 
 def _write_manifest(out_dir: Path, *, target: str, seed: int, start_index: int, count: int,
-                    info: dict, present: set[int]) -> None:
-    doc = {"format": MANIFEST_FORMAT, "format_version": 1, "target": target, "seed": seed,
+                    info: dict, present: set[int], complete: bool = False) -> None:
+    """Rewrite ``manifest.json``. During a fetch it is rewritten after every batch (without
+    fsync: it only has to survive the process, e.g. a ``kill -9``), so it lags the image files
+    by at most one batch; ``complete`` is true once the requested range is all present."""
+    doc = {"format": MANIFEST_FORMAT, "format_version": 2, "target": target, "seed": seed,
            "start_index": start_index, "count": count, "encoding": "png",
-           "model_sha256": info["model_sha256"], "model": info,
+           "model_sha256": info["model_sha256"], "model": info, "complete": complete,
            "updated": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-           "indices": sorted(present)}
-    atomic_write_text(out_dir / MANIFEST, json.dumps(doc, indent=1) + "\n")
+           "index_ranges": _ranges(present)}
+    atomic_write_bytes(out_dir / MANIFEST, (json.dumps(doc, indent=1) + "\n").encode(),
+                       fsync=complete)
 
 
 def fetch(target: str, *, seed: int, count: int, out_dir: Path, start_index: int = 0,
           batch_size: int = 64, token: str | None = None, root_cert: Path | None = None,
-          progress: bool = True, timeout: float | None = None) -> FetchResult:
+          progress: bool = True, timeout: float | None = None,
+          on_batch: Callable[[int, int], None] | None = None) -> FetchResult:
     """Make ``out_dir`` hold images ``start_index .. start_index + count - 1`` of ``seed`` from
-    the server at ``target``, fetching only those not already there."""
+    the server at ``target``, fetching only those not already there.
+
+    ``on_batch(present, count)`` is called after every batch written; an exception it raises
+    (e.g. the caller was cancelled) cancels the call and propagates; what was written is kept."""
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -145,6 +180,7 @@ def fetch(target: str, *, seed: int, count: int, out_dir: Path, start_index: int
         info = model_info_dict(info_msg)
         present = _present_indices(out_dir)
         _check_folder(out_dir, seed, info_msg.model_sha256, present)
+        _remove_stale_temporaries(out_dir)
         wanted = range(start_index, start_index + count)
         skipped = sum(1 for i in present if i in wanted)
         batch_size = min(batch_size, info_msg.max_batch_size or batch_size)
@@ -153,7 +189,6 @@ def fetch(target: str, *, seed: int, count: int, out_dir: Path, start_index: int
         written = 0
         bar = tqdm(total=count, initial=skipped, unit="img", disable=not progress,
                    desc=f"seed {seed}")
-        last_save = time.monotonic()
         try:
             for first, n in missing_ranges(start_index, count, present,
                                            info_msg.max_count or count):
@@ -177,9 +212,13 @@ def fetch(target: str, *, seed: int, count: int, out_dir: Path, start_index: int
                         expected += 1
                         written += 1
                     bar.update(len(batch.images))
-                    if time.monotonic() - last_save > _MANIFEST_EVERY_SECONDS:
-                        _write_manifest(out_dir, present=present, **save)
-                        last_save = time.monotonic()
+                    _write_manifest(out_dir, present=present, **save)
+                    if on_batch is not None:
+                        try:
+                            on_batch(skipped + written, count)
+                        except BaseException:
+                            call.cancel()
+                            raise
                 if expected != first + n:
                     raise FetchFailed(f"the server ended the stream at index {expected}, "
                                       f"before {first + n}")
@@ -188,7 +227,8 @@ def fetch(target: str, *, seed: int, count: int, out_dir: Path, start_index: int
                               f"{written} new images in {out_dir}; run again to resume") from None
         finally:
             bar.close()
-            _write_manifest(out_dir, present=present, **save)
+            _write_manifest(out_dir, present=present, **save,
+                            complete=all(i in present for i in wanted))
     return FetchResult(out_dir=out_dir, seed=seed, start_index=start_index, count=count,
                        written=written, skipped=skipped, indices=tuple(sorted(present)),
                        model_sha256=info_msg.model_sha256, manifest_path=out_dir / MANIFEST)

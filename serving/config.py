@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from common.auth import check_token
 from common.config import option, to_dict
 from common.errors import ConfigError
 
@@ -22,7 +23,9 @@ class ServeConfig:
     """Everything ``python -m serving serve`` needs; one place that validates it."""
 
     model: Path = field(metadata=option("model directory holding model.onnx and model.json"))
-    host: str = field(default="0.0.0.0", metadata=option("address to listen on"))
+    host: str = field(default="127.0.0.1", metadata=option(
+        "address to listen on (0.0.0.0: every interface, as in the container image; set a "
+        "token then)"))
     port: int = field(default=50051, metadata=option(
         "gRPC port (0: pick a free port)", minimum=0, maximum=65535))
     max_count: int = field(default=100_000, metadata=option(
@@ -66,6 +69,12 @@ class ServeConfig:
         "ONNX Runtime execution provider (auto: CUDA when available, else CPU)"))
     grace_seconds: float = field(default=30.0, metadata=option(
         "on SIGTERM/SIGINT, how long in-flight streams may run to completion", minimum=0))
+    drain_announce_seconds: float = field(default=2.0, metadata=option(
+        "on SIGTERM/SIGINT, how long health answers NOT_SERVING while calls are still accepted, "
+        "before the listener closes and --grace-seconds begins", minimum=0, maximum=300))
+    stream_idle_seconds: float = field(default=30.0, metadata=option(
+        "cancel a Generate stream whose client has not taken a batch for this long (a reader "
+        "that stopped reading), freeing its slot", minimum=0.1, maximum=86400))
     metrics_port: int | None = field(default=9464, metadata=option(
         "Prometheus metrics HTTP port (0: a free port; 'none': no metrics endpoint)",
         minimum=0, maximum=65535))
@@ -86,8 +95,7 @@ class ServeConfig:
         for name, path in (("--tls-cert", self.tls_cert), ("--tls-key", self.tls_key)):
             if path is not None and not path.is_file():
                 raise ConfigError(f"{name}: {path} is not a file")
-        if self.token is not None and not self.token.strip():
-            raise ConfigError("--token: an empty token would let anyone in; leave it unset")
+        check_token(self.token)
 
     def for_log(self) -> dict:
         """The resolved config as a JSON-ready dict with the token redacted (logged at start)."""

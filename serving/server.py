@@ -1,9 +1,10 @@
 """Assembling and running the gRPC server: :func:`create_server` (tests call it on port 0) and
 :func:`serve` (the CLI: load, bind, run until SIGTERM/SIGINT, drain, exit).
 
-Shutdown follows the Kubernetes pattern: on SIGTERM the health status turns NOT_SERVING, the
-server stops accepting new calls and closes its listener, in-flight streams run to completion
-for up to ``grace_seconds``, then whatever is left is cancelled and the process exits 0.
+Shutdown follows the Kubernetes pattern: on SIGTERM the health status turns NOT_SERVING while
+calls are still accepted for ``drain_announce_seconds``; then the server stops accepting new
+calls and closes its listener, in-flight streams run to completion for up to
+``grace_seconds``, then whatever is left is cancelled and the process exits 0.
 """
 
 from __future__ import annotations
@@ -16,15 +17,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import grpc
-from grpc_health.v1 import health
-
 from common.errors import UserError
-from common.grpc_server import (NO_REUSEPORT, add_standard_services, bind, set_serving,
-                                termination_signals)
+from common.grpc_server import GrpcServer, build_server, server_credentials, termination_signals
 from protos.dermsynth.v1 import generator_pb2 as pb
 from protos.dermsynth.v1 import generator_pb2_grpc as pb_grpc
-from serving.auth import BearerTokenInterceptor
 from serving.config import ServeConfig
 from serving.metrics import Metrics
 from serving.model import GeneratorModel, ModelSlot, load_model
@@ -34,42 +30,50 @@ from serving.servicer import GeneratorServicer
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Generator"].full_name  # dermsynth.v1.Generator
-_EXTRA_WORKERS = 8  # health checks, GetModelInfo and refused calls beside the streams
+GENERATE_METHOD = f"/{SERVICE_NAME}/Generate"
 
 
 @dataclass
 class GeneratorServer:
     """A bound (not yet started) server and the parts tests and :func:`serve` reach into."""
 
-    grpc_server: grpc.Server
+    server: GrpcServer  # the shared scaffolding: grpc server, health, call guard
     config: ServeConfig
     slot: ModelSlot
-    health: health.HealthServicer
     metrics: Metrics
     encoders: ThreadPoolExecutor
     port: int
     metrics_port: int | None = None
     runner: ThreadPoolExecutor | None = None  # concurrent inference (--inference-workers > 1)
 
+    @property
+    def grpc_server(self):
+        return self.server.grpc_server
+
+    @property
+    def health(self):
+        return self.server.health
+
     def start(self) -> None:
         """Start serving; start the metrics endpoint when one is configured."""
         if self.config.metrics_port is not None:
             self.metrics_port = self.metrics.serve_http(self.config.host, self.config.metrics_port)
-        self.grpc_server.start()
-        log.info("dermsynth.v1.Generator listening on %s:%d (%s, metrics %s)", self.config.host,
-                 self.port, "TLS" if self.config.tls_cert else "plaintext",
+        self.server.start()
+        log.info("dermsynth.v1.Generator listening on %s:%d (%s, %s, metrics %s)",
+                 self.config.host, self.port, "TLS" if self.config.tls_cert else "plaintext",
+                 "token" if self.config.token else "no token",
                  f"on :{self.metrics_port}/metrics" if self.metrics_port else "off")
 
     def set_model(self, model: GeneratorModel | None) -> None:
         """Serve ``model`` (health SERVING) or none (NOT_SERVING; Generate → UNAVAILABLE)."""
         self.slot.set(model)
-        set_serving(self.health, SERVICE_NAME, model is not None)
+        self.server.set_serving(model is not None)
 
-    def stop(self, grace: float | None) -> threading.Event:
-        """Refuse new calls, let in-flight ones finish within ``grace`` seconds, then cancel
-        the rest. Returns an event set once everything has stopped."""
-        self.health.enter_graceful_shutdown()  # every service NOT_SERVING, for good
-        done = self.grpc_server.stop(grace)
+    def stop(self, grace: float | None, announce_seconds: float = 0.0) -> threading.Event:
+        """Health NOT_SERVING at once; after ``announce_seconds`` refuse new calls, let
+        in-flight ones finish within ``grace`` seconds, then cancel the rest. Returns an event
+        set once everything has stopped."""
+        done = self.server.stop(grace, announce_seconds)
         finished = threading.Event()
 
         def cleanup() -> None:
@@ -84,16 +88,6 @@ class GeneratorServer:
         return finished
 
 
-def _credentials(config: ServeConfig) -> grpc.ServerCredentials | None:
-    if config.tls_cert is None or config.tls_key is None:
-        return None
-    try:
-        return grpc.ssl_server_credentials(
-            [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())])
-    except (OSError, RuntimeError) as exc:
-        raise UserError(f"cannot use --tls-cert/--tls-key: {exc}") from None
-
-
 def create_server(config: ServeConfig, *, model: GeneratorModel | None = None,
                   load: bool = True) -> tuple[GeneratorServer, int]:
     """Build and bind the server; return it (not started) and its port (``port=0`` → free).
@@ -102,6 +96,7 @@ def create_server(config: ServeConfig, *, model: GeneratorModel | None = None,
     corrupt or mismatched model raises :class:`~serving.manifest.ModelError` before any port is
     bound. With ``load=False`` and no model the server starts NOT_SERVING and answers
     Generate/GetModelInfo with UNAVAILABLE until :meth:`GeneratorServer.set_model`.
+    Threads, limits, auth, parsing and idle streams: :func:`common.grpc_server.build_server`.
     """
     if model is None and load:
         threads = config.threads or max(1, (os.cpu_count() or 1) // config.inference_workers)
@@ -109,7 +104,7 @@ def create_server(config: ServeConfig, *, model: GeneratorModel | None = None,
                            inter_threads=config.inter_threads,
                            inference_batch=config.inference_batch,
                            spinning=config.ort_spinning)
-    credentials = _credentials(config)
+    credentials = server_credentials(config.tls_cert, config.tls_key)
     metrics = Metrics()
     slot = ModelSlot()
     encoders = ThreadPoolExecutor(config.encode_threads, thread_name_prefix="dermsynth-encode")
@@ -121,27 +116,23 @@ def create_server(config: ServeConfig, *, model: GeneratorModel | None = None,
     servicer = GeneratorServicer(slot, limits, max_streams=config.max_streams, encoders=encoders,
                                  prefetch=config.prefetch, metrics=metrics, runner=runner,
                                  lookahead=config.inference_workers)
-    interceptors = [BearerTokenInterceptor(config.token)] if config.token else []
-    server = grpc.server(
-        ThreadPoolExecutor(config.max_streams + _EXTRA_WORKERS,
-                           thread_name_prefix="dermsynth-rpc"),
-        interceptors=interceptors,
-        options=[("grpc.max_send_message_length", config.max_message_bytes),
-                 ("grpc.max_receive_message_length", config.max_message_bytes),
-                 NO_REUSEPORT])
-    pb_grpc.add_GeneratorServicer_to_server(servicer, server)
-    health_servicer = add_standard_services(server, SERVICE_NAME)
     try:
-        port = bind(server, config.host, config.port, credentials)
+        server = build_server(
+            service_name=SERVICE_NAME,
+            add_servicers=lambda s: pb_grpc.add_GeneratorServicer_to_server(servicer, s),
+            stream_name="Generate", stream_methods=(GENERATE_METHOD,),
+            stream_limit=config.max_streams, host=config.host, port=config.port,
+            token=config.token, credentials=credentials,
+            max_message_bytes=config.max_message_bytes,
+            stream_idle_seconds=config.stream_idle_seconds)
     except UserError:
         encoders.shutdown(wait=False)
         if runner is not None:
             runner.shutdown(wait=False)
         raise
-    handle = GeneratorServer(server, config, slot, health_servicer, metrics, encoders, port,
-                             runner=runner)
+    handle = GeneratorServer(server, config, slot, metrics, encoders, server.port, runner=runner)
     handle.set_model(model)
-    return handle, port
+    return handle, server.port
 
 
 def fix_mmap_threshold(threshold: int = 256 * 1024) -> bool:
@@ -168,8 +159,9 @@ def serve(config: ServeConfig) -> int:
     server, port = create_server(config)
     with termination_signals() as wait_for_signal:
         server.start()
-        log.info("%s received: refusing new calls, draining streams for up to %.1f s",
-                 wait_for_signal(), config.grace_seconds)
-        server.stop(config.grace_seconds).wait()
+        log.info("%s received: health NOT_SERVING; refusing new calls in %.1f s, then draining "
+                 "streams for up to %.1f s", wait_for_signal(), config.drain_announce_seconds,
+                 config.grace_seconds)
+        server.stop(config.grace_seconds, config.drain_announce_seconds).wait()
         log.info("stopped")
     return 0

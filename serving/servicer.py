@@ -2,7 +2,9 @@
 
 Request checks live in :mod:`serving.plan`, the pipeline in :mod:`serving.generation`, the
 manifest → ModelInfo mapping in :mod:`serving.model_info`. Every Generate call is logged as one
-JSON line (peer, seed, start_index, count, batch_size, encoding, images sent, seconds, outcome).
+JSON line (peer, seed, start_index, count, batch_size, encoding, images sent, seconds, outcome:
+ok, a refusal's status, or ``idle`` / ``deadline_exceeded`` / ``cancelled`` for a stream that
+ended early, see :func:`common.call_guard.ended_outcome`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from concurrent.futures import Executor
 
 import grpc
 
+from common.call_guard import clip, ended_outcome
 from protos.dermsynth.v1 import generator_pb2_grpc as pb_grpc
 from serving.generation import BatchStream, StreamCancelled
 from serving.metrics import Metrics
@@ -42,12 +45,6 @@ class _StreamSlot:
             if self._held:
                 self._held = False
                 self._semaphore.release()
-
-
-def _ended_outcome(context) -> str:
-    """Why a stream ended early: its deadline passed, or it was cancelled."""
-    remaining = context.time_remaining()
-    return "deadline_exceeded" if remaining is not None and remaining <= 0 else "cancelled"
 
 
 class GeneratorServicer(pb_grpc.GeneratorServicer):
@@ -122,15 +119,16 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
                 images.inc(len(batch.images))
             record["outcome"] = "ok"
         except StreamCancelled:
-            record["outcome"] = _ended_outcome(context)
+            record["outcome"] = ended_outcome(context)
         except GeneratorExit:  # gRPC closed the stream while it waited in yield
-            record["outcome"] = _ended_outcome(context)
+            record["outcome"] = ended_outcome(context)
             raise
         except Exception as exc:  # a bug or a failing model: report it, don't hang the client
             record["outcome"] = "internal"
-            record["reason"] = repr(exc)
+            record["reason"] = clip(f"{type(exc).__name__}: {exc}", 300)
             log.exception("generation failed")
-            context.abort(grpc.StatusCode.INTERNAL, f"generation failed: {exc}")
+            context.abort(grpc.StatusCode.INTERNAL,
+                          "generation failed on the server (see its log); retry or report it")
         finally:
             stream.cancel()
             # The producer stops before its next chunk; wait for a chunk already running so

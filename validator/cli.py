@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -11,7 +12,9 @@ from typing import Sequence
 from common.config import add_arguments, resolve
 from common.errors import UserError
 from validator import checks as registry
-from validator.config import ENV_PREFIX, ValidateConfig
+from validator.config import ENV_PREFIX, SERVE_ENV_PREFIX, ValidateConfig, ValidatorServerConfig
+
+CLIENT_TOKEN_ENV = "DERMSYNTH_CLIENT_TOKEN"  # the fetch client's token, honoured by --from-server
 
 EPILOG = """\
 examples:
@@ -24,11 +27,16 @@ examples:
   python -m validator validate --real data/train --holdout data/holdout \\
       --from-server localhost:50051 --seed 1 --count 500 \\
       --features-model models/xception.onnx --out reports/r2 --checks dcr,nndr,c2st
-  # serve validations over gRPC (paths in requests are paths on the server)
-  python -m validator serve --port 50052 --features-model models/xception.onnx
+  #   (a generation server with a token: DERMSYNTH_CLIENT_TOKEN or --generator-token)
+  # serve validations over gRPC: requests may read only under --data-root and write reports
+  # only under --output-root (paths in requests are paths on the server)
+  DERMSYNTH_VALIDATOR_SERVE_TOKEN=s3cret python -m validator serve \\
+      --features-model models/xception.onnx --data-root /data --output-root /reports \\
+      --allowed-target localhost:50051
 
-exit codes: 0 PASS, 1 FAIL, 2 bad usage or input. Every option also reads
-{prefix}<OPTION> from the environment (e.g. {prefix}CACHE_DIR).
+exit codes: 0 PASS, 1 FAIL, 2 bad usage or input. Every option of validate also reads
+{prefix}<OPTION> from the environment (e.g. {prefix}CACHE_DIR); every option of serve
+reads {serve_prefix}<OPTION> (e.g. {serve_prefix}DATA_ROOTS=/a,/b).
 checks:
 {checks}
 """
@@ -40,13 +48,22 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m validator", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Release gate for synthetic dermoscopic images: privacy (nearest-"
                     "neighbour) and quality checks on Xception features, with a report.",
-        epilog=EPILOG.format(prefix=ENV_PREFIX, checks=checks))
+        epilog=EPILOG.format(prefix=ENV_PREFIX, serve_prefix=SERVE_ENV_PREFIX, checks=checks))
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, text in (("validate", "validate a synthetic set; writes report.json/.html"),
-                       ("serve", "serve the dermsynth.v1.Validator gRPC service")):
+    for name, text, cls in (
+            ("validate", "validate a synthetic set; writes report.json/.html", ValidateConfig),
+            ("serve", "serve the dermsynth.v1.Validator gRPC service", ValidatorServerConfig)):
         p = sub.add_parser(name, help=text, description=text, epilog=parser.epilog,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        add_arguments(p, ValidateConfig)
+        add_arguments(p, cls)
+    serve = sub.choices["serve"]
+    serve.add_argument("--data-root", dest="data_roots", action="append", type=Path,
+                       metavar="DIR", help="a folder requests may read (real, holdout, "
+                       "synthetic sets, model dirs, thresholds files); repeat for more "
+                       "(required, at least one)")
+    serve.add_argument("--allowed-target", dest="allowed_targets", action="append",
+                       metavar="HOST:PORT", help="a generation server requests may fetch "
+                       "from; repeat for more (default: none)")
     p = sub.add_parser("export-xception", help="export Xception to ONNX (needs TensorFlow)",
                        description="Export keras.applications.Xception (no top, average "
                        "pooling, 2048-d) to ONNX with a sidecar JSON. Needs TensorFlow: "
@@ -69,11 +86,13 @@ def _validate(config: ValidateConfig) -> int:
     outcome = run_validation(config, on_progress=say)
     model = outcome.report["feature_model"]
     if model["random_weights"]:
-        print("WARNING: features from a RANDOM-WEIGHT Xception: results are not meaningful")
+        print("WARNING: features from a RANDOM-WEIGHT Xception: feature-space quality numbers "
+              "are not meaningful (info)")
+    print(f"gate: {outcome.verdict.policy}")
     for r in outcome.results:
-        state = "ERROR" if r.error else "n/a" if not r.applicable else \
-            "pass" if r.passed else "FAIL"
-        print(f"  {r.name:13s} {state:5s} {r.error or r.note}")
+        state = outcome.verdict.status(r.name)
+        print(f"  {r.name:13s} {state.upper() if state in ('fail', 'error') else state:5s} "
+              f"{r.error or r.note}")
     print(f"verdict: {outcome.verdict.verdict}")
     for reason in outcome.verdict.reasons:
         print(f"  - {reason}")
@@ -93,18 +112,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {args.out} (weights={meta['weights']}, {meta['input_size']} px, "
               f"sha256 {meta['onnx_sha256'][:12]})")
         return 0
+    if args.command == "serve":
+        server_config = resolve(ValidatorServerConfig, args, prefix=SERVE_ENV_PREFIX)
+        _check_names(server_config.checks)
+        from validator.server import serve
+        return serve(server_config)
     config = resolve(ValidateConfig, args, prefix=ENV_PREFIX)
-    unknown = [c for c in config.checks if c not in registry.names()]
+    _check_names(config.checks)
+    if config.generator_token is None and os.environ.get(CLIENT_TOKEN_ENV):
+        config = config.replace(generator_token=os.environ[CLIENT_TOKEN_ENV])
+    if config.generator_token is not None and config.generator_token != \
+            config.generator_token.strip():
+        raise UserError("--generator-token: leading or trailing whitespace (a newline from a "
+                        "file?): no server would accept it")
+    return _validate(config)
+
+
+def _check_names(checks) -> None:
+    unknown = [c for c in checks if c not in registry.names()]
     if unknown:
         raise UserError(f"--checks: unknown {', '.join(unknown)}; "
                         f"choose from {', '.join(registry.names())}")
-    if args.command == "serve":
-        given = [f"--{k.replace('_', '-')}" for k in ("real", "holdout", "synthetic",
-                                                       "from_server", "out")
-                 if getattr(config, k) is not None]
-        if given:
-            raise UserError(f"serve: {', '.join(given)} belong in each Validate request, "
-                            "not on the server's command line")
-        from validator.server import serve
-        return serve(config)
-    return _validate(config)

@@ -11,6 +11,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from common.errors import UserError
 from common.hashing import fingerprint
@@ -91,20 +92,27 @@ def _read_manifest(path: Path) -> dict | None:
         raise UserError(f"{path}: not valid JSON: {exc}") from exc
 
 
-def fetch_synthetic(config: ValidateConfig, out_dir: Path, progress: bool) -> None:
-    """Pull ``count`` images for ``seed`` from a generation server (resumes on re-run)."""
+def fetch_synthetic(config: ValidateConfig, out_dir: Path, progress: bool,
+                    on_batch: Callable[[int, int], None] | None = None) -> None:
+    """Pull ``count`` images for ``seed`` from a generation server (resumes on re-run), with
+    ``config.generator_token`` and ``config.generator_tls_ca``. ``on_batch(done, count)`` runs
+    after every batch; an exception it raises stops the fetch (cancellation)."""
     try:
         from serving.client import FetchFailed, fetch
     except ImportError as exc:
         raise UserError(f"--from-server needs serving.client ({exc})") from exc
     try:
         fetch(config.from_server, seed=config.seed, count=config.count, out_dir=out_dir,
-              progress=progress)
+              progress=progress, token=config.generator_token,
+              root_cert=config.generator_tls_ca, on_batch=on_batch)
     except FetchFailed as exc:  # the client's exit 1 would read as a FAIL verdict here
         raise UserError(f"--from-server {config.from_server}: {exc}") from None
 
 
-def load_inputs(config: ValidateConfig, *, progress: bool = True) -> Inputs:
+def load_inputs(config: ValidateConfig, *, progress: bool = True,
+                on_fetch: Callable[[int, int], None] | None = None) -> Inputs:
+    """Scan the real sets and the synthetic one (fetched first with ``--from-server``;
+    ``on_fetch(done, count)`` after every fetched batch)."""
     check_config(config)
     filters = {"benign_malignant": config.benign_malignant, "diagnosis": config.diagnosis}
     real = ImageSet("real", str(config.real),
@@ -117,7 +125,7 @@ def load_inputs(config: ValidateConfig, *, progress: bool = True) -> Inputs:
     manifest = None
     if config.from_server is not None:
         folder = Path(config.out) / "synthetic"
-        fetch_synthetic(config, folder, progress)
+        fetch_synthetic(config, folder, progress, on_fetch)
         source = config.from_server
         fetched = _read_manifest(folder / "manifest.json") or {}
         manifest = fetched.get("model") or fetched.get("model_info")

@@ -1,8 +1,9 @@
 """One validation run, end to end: inputs -> features -> checks -> views -> gate -> report.
 
 Shared by the CLI (``python -m validator validate``) and the gRPC service; progress goes to an
-optional callback ``on_progress(stage, done, total, message)``. Returns the verdict; exit codes
-are the CLI's business.
+optional callback ``on_progress(stage, done, total, message)``, called at least once per fetched
+batch, feature batch, pixel chunk and check: an exception it raises stops the run there (the
+service's cancellation). Returns the verdict; exit codes are the CLI's business.
 """
 
 from __future__ import annotations
@@ -13,19 +14,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from common.errors import UserError
 from threadpoolctl import threadpool_limits
 from trainer.data import load_images
 from validator import checks as registry
 from validator.checks import CheckInputs, CheckResult
-from validator.config import ValidateConfig, load_thresholds
+from validator.config import Thresholds, ValidateConfig, load_thresholds
 from validator.features import FeatureCache, FeatureModel, extract
 from validator.gate import Verdict, decide
 from validator.inputs import check_config, load_inputs
 from validator.report import write_report
+from validator.roots import is_report_folder, mark_report_folder
 from validator.views import draw_views
 
 Progress = Callable[[str, int, int, str], None]
+PIXEL_CHUNK = 256  # images per pixel-loading step between progress calls
+# what write_report and the checks write into the report folder
+REPORT_FILES = ("config.json", "report.json", "report.html", "checks.jsonl", "plots")
 
 
 @dataclass(frozen=True)
@@ -42,8 +49,10 @@ def _quiet(stage: str, done: int, total: int, message: str) -> None:
 
 
 def run_validation(config: ValidateConfig, *, on_progress: Progress | None = None,
-                   model: FeatureModel | None = None) -> Outcome:
-    """Validate the synthetic set of ``config``; raises UserError for bad input."""
+                   model: FeatureModel | None = None,
+                   thresholds: Thresholds | None = None) -> Outcome:
+    """Validate the synthetic set of ``config``; raises UserError for bad input.
+    ``thresholds`` (already loaded) wins over ``config.thresholds``."""
     say = on_progress or _quiet
     started, run_id = time.time(), uuid.uuid4().hex[:12]
     check_config(config)
@@ -51,20 +60,17 @@ def run_validation(config: ValidateConfig, *, on_progress: Progress | None = Non
     if unknown or not config.checks:
         raise UserError(f"--checks: unknown {', '.join(unknown) or '(none given)'}; "
                         f"choose from {', '.join(registry.names())}")
-    thresholds = load_thresholds(config.thresholds)
+    if thresholds is None:
+        thresholds = load_thresholds(config.thresholds)
+    out = _report_folder(Path(config.out), fetching=config.from_server is not None)
     model = model or FeatureModel(config.features_model, threads=config.threads)
-    out = Path(config.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"--out {out}: cannot create the report directory ({exc.strerror})"
-                        ) from None
     say("inputs", 0, 1, "scanning image folders")
-    inputs = load_inputs(config, progress=config.progress)
+    inputs = load_inputs(config, progress=config.progress,
+                         on_fetch=lambda d, t: say("fetch", d, t, ""))
     sets = {"real": inputs.real, "holdout": inputs.holdout, "synthetic": inputs.synthetic}
     sets = {k: v for k, v in sets.items() if v is not None}
     say("inputs", 1, 1, ", ".join(f"{k}: {len(v.records)} images" for k, v in sets.items()))
-    cache = FeatureCache(None if config.no_cache else config.cache_dir)
+    cache = FeatureCache(config.cache_dir if config.cache else None)
     feats, pixels, counts = {}, {}, {}
     for role, image_set in sets.items():
         res = extract(model, image_set.records, cache=cache, batch_size=config.batch_size,
@@ -74,7 +80,8 @@ def run_validation(config: ValidateConfig, *, on_progress: Progress | None = Non
                                                    "cached": res.cached}
         say(f"features:{role}", len(image_set.records), len(image_set.records),
             f"{res.computed} computed, {res.cached} from cache")
-        pixels[role] = load_images(image_set.records, config.pixel_size, progress=False)
+        pixels[role] = _load_pixels(image_set.records, config.pixel_size,
+                                    lambda d, t, r=role: say(f"pixels:{r}", d, t, ""))
     check_inputs = CheckInputs(
         real=feats["real"], synthetic=feats["synthetic"], holdout=feats.get("holdout"),
         real_pixels=pixels["real"], synthetic_pixels=pixels["synthetic"],
@@ -98,11 +105,40 @@ def run_validation(config: ValidateConfig, *, on_progress: Progress | None = Non
         verdict = Verdict(verdict.verdict, verdict.reasons, verdict.warnings + view_warnings)
     say("report", 0, 1, "writing report")
     report, json_path, html_path = write_report(
-        out, config=config, thresholds=thresholds, inputs=inputs, model_info=model.info,
-        feature_counts=counts, results=results, verdict=verdict, views=views,
-        pixels=pixels, run_id=run_id, seconds=time.time() - started)
+        out, config=config.for_saving(), thresholds=thresholds, inputs=inputs,
+        model_info=model.info, feature_counts=counts, results=results, verdict=verdict,
+        views=views, pixels=pixels, run_id=run_id, seconds=time.time() - started)
     say("report", 1, 1, str(json_path))
     return Outcome(verdict, json_path, html_path, results, report)
+
+
+def _report_folder(out: Path, *, fetching: bool) -> Path:
+    """Create the report folder; refuse one that holds files a report would overwrite (or,
+    ``fetching``, a ``synthetic/`` folder) but is not a previous report (e.g. a training run's
+    ``config.json``)."""
+    if out.is_dir() and not is_report_folder(out):
+        names = REPORT_FILES + (("synthetic",) if fetching else ())
+        clash = sorted(name for name in names if (out / name).exists())
+        if clash:
+            raise UserError(f"--out {out}: holds {', '.join(clash)} but is not a validator "
+                            "report folder; choose a new folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot create the report directory ({exc.strerror})"
+                        ) from None
+    if is_report_folder(out):
+        mark_report_folder(out)
+    return out
+
+
+def _load_pixels(records, size: int, on_chunk: Callable[[int, int], None]):
+    """:func:`load_images` in chunks, reporting (and allowing a stop) after each."""
+    parts = []
+    for start in range(0, len(records), PIXEL_CHUNK):
+        parts.append(load_images(records[start:start + PIXEL_CHUNK], size, progress=False))
+        on_chunk(min(start + PIXEL_CHUNK, len(records)), len(records))
+    return np.concatenate(parts) if parts else np.empty((0, size, size, 3), np.uint8)
 
 
 def _run_checks(config: ValidateConfig, check_inputs: CheckInputs, out: Path,

@@ -2,10 +2,18 @@
 runs :func:`validator.pipeline.run_validation` in a worker thread and streams its progress, then
 one Summary. Thin by design (grpc's route_guide style): the work lives in the pipeline.
 
-Paths in requests are server-side paths. Bad fields -> INVALID_ARGUMENT naming the field; bad
-input data found while running (missing folder, no usable image) -> INVALID_ARGUMENT with the
-validator's message; no feature model loaded yet -> UNAVAILABLE. A cancelled call stops its
-validation at the next progress event.
+Paths in requests are server-side paths, confined to the server's roots
+(:mod:`validator.roots`): outside them -> PERMISSION_DENIED, whether the path exists or not.
+Bad fields -> INVALID_ARGUMENT naming the field (never echoing more than a few dozen characters
+of it); a generator target not on the server's list -> PERMISSION_DENIED (no connection is
+tried); over a limit (``generator.count``, every worker busy) -> RESOURCE_EXHAUSTED; bad input
+data found while running (missing folder, no usable image) -> INVALID_ARGUMENT with the
+validator's message; no feature model loaded yet -> UNAVAILABLE; anything else -> INTERNAL with
+an id to look up in the server log (no exception text, no memory addresses).
+
+At most ``max_workers`` validations run at once. A cancelled call (or a passed deadline, or a
+server shutdown) stops its validation at the next fetched batch, feature batch, pixel chunk or
+check, and its worker is freed only once the validation has stopped.
 """
 
 from __future__ import annotations
@@ -13,78 +21,128 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from pathlib import Path
+import uuid
 
 import grpc
 
-from common.errors import UserError
+from common.errors import ConfigError, UserError
 from protos.dermsynth.v1 import validator_pb2 as pb
 from protos.dermsynth.v1 import validator_pb2_grpc as pb_grpc
 from validator import checks as registry
-from validator.config import ValidateConfig
+from validator.config import Thresholds, ValidateConfig, ValidatorServerConfig, load_thresholds
 from validator.features import FeatureModel
+from validator.roots import RequestError, Roots, check_tree, show
 
 log = logging.getLogger(__name__)
 _DONE = object()
+MAX_TEXT = 256          # longest non-path string field (filters, check names)
+MAX_MESSAGE = 1000      # longest error message sent back
 
 
 class _Cancelled(Exception):
     """The client went away (cancel, deadline, shutdown): stop the validation it asked for."""
 
 
-class FieldError(ValueError):
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
+def _invalid(field: str, message: str) -> RequestError:
+    return RequestError("INVALID_ARGUMENT", field, message)
 
 
-def request_to_config(base: ValidateConfig, request: pb.ValidateRequest) -> ValidateConfig:
-    """The server's config with the request's fields; FieldError names a bad field."""
+def _text(field: str, value: str) -> str:
+    if len(value) > MAX_TEXT or "\x00" in value:
+        raise _invalid(field, f"at most {MAX_TEXT} characters, no NUL byte")
+    return value
+
+
+def request_to_config(server: ValidatorServerConfig, roots: Roots,
+                      request: pb.ValidateRequest) -> ValidateConfig:
+    """The server's per-run defaults with the request's fields, every path resolved and
+    confined to the roots (nothing is read or created yet; see :func:`open_request`).
+    Raises RequestError naming the bad field."""
+    base = server.run_defaults()
     if not request.real_dir:
-        raise FieldError("real_dir", "required (a folder on the server)")
+        raise _invalid("real_dir", "required (a folder on the server)")
     if not request.out_dir:
-        raise FieldError("out_dir", "required (a report folder on the server)")
-    changes: dict = {"real": Path(request.real_dir), "out": Path(request.out_dir),
-                     "holdout": Path(request.holdout_dir) if request.holdout_dir else None,
+        raise _invalid("out_dir", "required (a report folder on the server)")
+    changes: dict = {"real": roots.input_path("real_dir", request.real_dir),
+                     "out": roots.output_dir("out_dir", request.out_dir),
+                     "holdout": (roots.input_path("holdout_dir", request.holdout_dir)
+                                 if request.holdout_dir else None),
                      "synthetic": None, "from_server": None, "count": 0, "progress": False}
     which = request.WhichOneof("synthetic")
     if which is None:
-        raise FieldError("synthetic", "set synthetic_dir or generator")
+        raise _invalid("synthetic", "set synthetic_dir or generator")
     if which == "synthetic_dir":
         if not request.synthetic_dir:
-            raise FieldError("synthetic_dir", "empty")
-        changes["synthetic"] = Path(request.synthetic_dir)
+            raise _invalid("synthetic_dir", "empty")
+        changes["synthetic"] = roots.input_path("synthetic_dir", request.synthetic_dir)
     else:
         gen = request.generator
         if not gen.target:
-            raise FieldError("generator.target", "required (HOST:PORT)")
+            raise _invalid("generator.target", "required (HOST:PORT)")
         if gen.count < 1:
-            raise FieldError("generator.count", f"must be >= 1, got {gen.count}")
+            raise _invalid("generator.count", f"must be >= 1, got {gen.count}")
         if gen.seed < 0:
-            raise FieldError("generator.seed", f"must be >= 0, got {gen.seed}")
-        changes.update(from_server=gen.target, count=gen.count, seed=gen.seed)
+            raise _invalid("generator.seed", f"must be >= 0, got {gen.seed}")
+        allowed = {t.lower() for t in server.allowed_targets}
+        if gen.target.strip().lower() not in allowed:  # refused before any connection
+            raise RequestError("PERMISSION_DENIED", "generator.target",
+                               f"{show(gen.target, 60)} is not a generation server this server "
+                               f"may fetch from ({len(allowed)} allowed: see --allowed-target)")
+        if gen.count > server.max_count:
+            raise RequestError("RESOURCE_EXHAUSTED", "generator.count",
+                               f"{gen.count} is above this server's limit of {server.max_count}")
+        changes.update(from_server=gen.target.strip(), count=gen.count, seed=gen.seed)
     opts = request.options
     if opts.checks:
-        unknown = [c for c in opts.checks if c not in registry.names()]
+        unknown = [show(c, 40) for c in opts.checks if c not in registry.names()]
         if unknown:
-            raise FieldError("options.checks", f"unknown {', '.join(unknown)}; choose from "
+            raise _invalid("options.checks", f"unknown {', '.join(unknown[:3])}; choose from "
                              f"{', '.join(registry.names())}")
         changes["checks"] = tuple(opts.checks)
     if opts.benign_malignant and opts.benign_malignant not in ("benign", "malignant"):
-        raise FieldError("options.benign_malignant", "must be benign or malignant")
+        raise _invalid("options.benign_malignant", "must be benign or malignant")
     if opts.seed < 0:
-        raise FieldError("options.seed", "must be >= 0")
+        raise _invalid("options.seed", "must be >= 0")
     changes.update(benign_malignant=opts.benign_malignant or None,
-                   diagnosis=opts.diagnosis or None,
+                   diagnosis=_text("options.diagnosis", opts.diagnosis) or None,
                    allow_random_weights=opts.allow_random_weights or base.allow_random_weights,
                    tsne=base.tsne and not opts.skip_tsne)
     if which == "synthetic_dir":
         changes["seed"] = opts.seed
     if opts.thresholds_file:
-        changes["thresholds"] = Path(opts.thresholds_file)
+        changes["thresholds"] = roots.input_path("options.thresholds_file", opts.thresholds_file)
     if opts.model_dir:
-        changes["model_dir"] = Path(opts.model_dir)
+        changes["model_dir"] = roots.input_path("options.model_dir", opts.model_dir)
     return base.replace(**changes)
+
+
+def open_request(config: ValidateConfig, roots: Roots, server: ValidatorServerConfig,
+                 should_stop) -> Thresholds:
+    """The checks that read the file system, run in the worker: no input folder holds a link
+    out of the roots, the model manifest is inside them, the report folder is created (new,
+    empty or a previous report). Returns the thresholds (a request's file is read quietly:
+    its errors never quote it)."""
+    for field, folder in (("real_dir", config.real), ("holdout_dir", config.holdout),
+                          ("synthetic_dir", config.synthetic)):
+        if folder is not None and folder.is_dir():
+            check_tree(field, folder, roots, should_stop=should_stop)
+    if config.model_dir is not None:
+        manifest = config.model_dir / "model.json"
+        if manifest.is_symlink() and not roots.allowed(manifest.resolve()):
+            raise RequestError("PERMISSION_DENIED", "options.model_dir",
+                               "model.json is a link that leads outside the server's roots")
+    try:
+        if config.thresholds is not None and config.thresholds != server.thresholds:
+            try:
+                thresholds = load_thresholds(config.thresholds, quiet=True)
+            except ConfigError as exc:
+                raise _invalid("options.thresholds_file", str(exc)) from None
+        else:
+            thresholds = load_thresholds(config.thresholds)
+    except OSError:
+        raise _invalid("options.thresholds_file", "cannot be read") from None
+    roots.prepare_output_dir("out_dir", config.out)
+    return thresholds
 
 
 def summary_message(outcome) -> pb.Summary:
@@ -95,59 +153,99 @@ def summary_message(outcome) -> pb.Summary:
         checks.append(pb.CheckSummary(name=r.name, kind=r.kind, passed=bool(r.passed),
                                       applicable=r.applicable, error=r.error or "",
                                       note=r.note, flagged=len(r.flagged), seconds=r.seconds,
-                                      numbers=numbers))
+                                      numbers=numbers, status=outcome.verdict.status(r.name)))
     model = outcome.report["feature_model"]
     return pb.Summary(verdict=outcome.verdict.verdict, reasons=outcome.verdict.reasons,
                       warnings=outcome.verdict.warnings, report_json=str(outcome.report_json),
                       report_html=str(outcome.report_html), checks=checks,
-                      random_weights=model["random_weights"], feature_model=model["label"])
+                      random_weights=model["random_weights"], feature_model=model["label"],
+                      gate_policy=outcome.verdict.policy)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + "..."
 
 
 class ValidatorServicer(pb_grpc.ValidatorServicer):
-    def __init__(self, config: ValidateConfig):
+    def __init__(self, config: ValidatorServerConfig):
         self.config = config
+        self.roots = Roots(config.data_roots, config.output_root)
         self.model: FeatureModel | None = None
+        self._workers = threading.BoundedSemaphore(config.max_workers)
+        self._lock = threading.Lock()
+        self.running = 0  # validations whose worker thread has not finished
+
+    def _release(self) -> None:
+        with self._lock:
+            self.running -= 1
+        self._workers.release()
 
     def Validate(self, request, context):
         from validator.pipeline import run_validation
+        try:  # the request first: its refusal never depends on the server's state
+            config = request_to_config(self.config, self.roots, request)
+        except RequestError as exc:
+            context.abort(grpc.StatusCode[exc.code], _short(str(exc)))
         model = self.model
         if model is None:
             context.abort(grpc.StatusCode.UNAVAILABLE, "feature model not loaded yet")
-        try:
-            config = request_to_config(self.config, request)
-        except FieldError as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if not self._workers.acquire(blocking=False):
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"all {self.config.max_workers} validation workers are busy; "
+                          "try again later")
+        with self._lock:
+            self.running += 1
         events: queue.Queue = queue.Queue()
         cancelled = threading.Event()
-        # Without this a cancelled call would free its RPC thread while its validation ran on,
-        # so max_workers would no longer bound the validations running at once.
-        if not context.add_callback(cancelled.set):
-            return  # already cancelled
+
+        def on_done() -> None:  # cancel, deadline, shutdown, or the end of the call
+            cancelled.set()
+            events.put(_DONE)
+
+        def should_stop(*_args) -> None:
+            if cancelled.is_set():  # checked between batches, chunks, checks and stages
+                raise _Cancelled()
 
         def progress(stage, done, total, message):
-            if cancelled.is_set():  # checked between batches, checks and stages
-                raise _Cancelled()
+            should_stop()
             events.put(pb.ValidateEvent(progress=pb.Progress(stage=stage, done=done,
                                                              total=total, message=message)))
 
         def work():
             try:
-                events.put(run_validation(config, on_progress=progress, model=model))
-            except Exception as exc:  # handed to the stream below
+                thresholds = open_request(config, self.roots, self.config, should_stop)
+                events.put(run_validation(config, on_progress=progress, model=model,
+                                          thresholds=thresholds))
+            except BaseException as exc:  # handed to the stream below
                 events.put(exc)
             finally:
+                self._release()  # only now: the validation has stopped
                 events.put(_DONE)
 
-        threading.Thread(target=work, name="validate", daemon=True).start()
+        try:
+            if not context.add_callback(on_done):
+                self._release()
+                return  # already cancelled
+            threading.Thread(target=work, name="validate", daemon=True).start()
+        except BaseException:
+            self._release()
+            raise
+        yield from self._stream(events, context)
+
+    def _stream(self, events: queue.Queue, context):
         while (item := events.get()) is not _DONE:
             if isinstance(item, pb.ValidateEvent):
                 yield item
             elif isinstance(item, _Cancelled):
                 return
+            elif isinstance(item, RequestError):
+                context.abort(grpc.StatusCode[item.code], _short(str(item)))
             elif isinstance(item, UserError):
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(item))
-            elif isinstance(item, Exception):
-                log.exception("validation failed", exc_info=item)
-                context.abort(grpc.StatusCode.INTERNAL, f"{type(item).__name__}: {item}")
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, _short(str(item)))
+            elif isinstance(item, BaseException):
+                error_id = uuid.uuid4().hex[:12]
+                log.error("validation failed (error id %s)", error_id, exc_info=item)
+                context.abort(grpc.StatusCode.INTERNAL,
+                              f"internal error (id {error_id}); the server log has the details")
             else:
                 yield pb.ValidateEvent(summary=summary_message(item))

@@ -1,5 +1,6 @@
-"""The real CLI in a subprocess: SIGTERM drains in-flight streams and exits 0; the health
-command; a missing, corrupt or mismatched model is refused with exit 2 before binding."""
+"""The real CLI in a subprocess: SIGTERM turns health NOT_SERVING, then drains in-flight
+streams and exits 0; the health command; a missing, corrupt or mismatched model is refused
+with exit 2 before binding."""
 
 from __future__ import annotations
 
@@ -44,24 +45,33 @@ def start_server(model_dir: Path, *extra: str) -> tuple[subprocess.Popen, str]:
 
 
 def test_sigterm_drains_in_flight_streams_then_exits_0(tiny_model_dir):
-    proc, target = start_server(tiny_model_dir, "--grace-seconds", "60")
+    proc, target = start_server(tiny_model_dir, "--grace-seconds", "60",
+                                "--drain-announce-seconds", "1")
     try:
         assert subprocess.run([sys.executable, "-m", "serving", "health", "--target", target],
                               cwd=REPO, capture_output=True, text=True).returncode == 0
-        count, received = 600, []
+        count, received, seen = 1000, [], []
         with grpc.insecure_channel(target) as channel:
             call = pb_grpc.GeneratorStub(channel).Generate(
                 pb.GenerateRequest(seed=9, count=count, batch_size=4))
             received.extend(i.index for i in next(call).images)
             proc.send_signal(signal.SIGTERM)
-            refused = False
-            for batch in call:  # a slow reader: >= 1.5 s for the rest of the stream
+            # draining: health says NOT_SERVING (as the README promises) while the listener
+            # stays open for --drain-announce-seconds, then new connections are refused
+            deadline = time.monotonic() + 20  # a loaded machine may take a while to act
+            while not seen or seen[-1] == "SERVING" and time.monotonic() < deadline:
+                seen.append(check_health(target, timeout=5))
+                time.sleep(0.02)
+            seen = [s for s in seen if s != "SERVING"]
+            for batch in call:  # a slow reader: >= 2.5 s for the rest of the stream
                 received.extend(i.index for i in batch.images)
                 time.sleep(0.01)
-                if not refused and len(received) % 40 == 0:
-                    refused = check_health(target, timeout=1).startswith("UNREACHABLE")
+                if len(received) % 40 == 0 and not seen[-1].startswith("UNREACHABLE"):
+                    seen.append(check_health(target, timeout=5))
         assert received == list(range(count))  # the in-flight stream completed
-        assert refused, "new connections were still accepted while draining"
+        assert seen[0] == "NOT_SERVING", seen
+        assert seen[-1].startswith("UNREACHABLE"), "new connections still accepted: " + str(seen)
+        assert set(seen[:-1]) == {"NOT_SERVING"}, seen  # never SERVING again
         assert proc.wait(30) == 0
     finally:
         if proc.poll() is None:
