@@ -33,8 +33,8 @@ step "1/5 train a ${RESOLUTION}px DCGAN on the benign images of $DATA ($EPOCHS e
 "$PY" -m trainer train --data "$DATA" --run "$OUT/run" --resolution "$RESOLUTION" \
   --epochs "$EPOCHS" --batch-size "$BATCH_SIZE" --benign-malignant benign --seed 0
 
-step "2/5 export the generator to ONNX"
-"$PY" -m trainer export --run "$OUT/run" --out "$OUT/model"
+step "2/5 export the best snapshot (lowest weight-free quality score, $OUT/run/quality.png) to ONNX"
+"$PY" -m trainer export --run "$OUT/run" --out "$OUT/model" --checkpoint best
 
 step "3/5 serve it over gRPC"
 port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -71,6 +71,8 @@ step "done in ${elapsed}s"
 last_grid=$(ls "$OUT"/run/samples/*.png 2>/dev/null | tail -n 1)
 cat <<MSG
   sample grid (last epoch): ${last_grid:-$OUT/run/samples/}
+  quality curve:            $OUT/run/quality.png (SWD, CIELAB colour, background colour per
+                            epoch; the exported best epoch is in $OUT/model/model.json "checkpoint")
   ONNX model + manifest:    $OUT/model/model.onnx, $OUT/model/model.json
   fetched images:           $OUT/synthetic/ (manifest.json lists seed, indices, model hash)
   validation report:        $OUT/report/report.html  (verdict: $([[ $verdict_rc -eq 0 ]] && echo PASS || echo FAIL), exit $verdict_rc)

@@ -5,7 +5,8 @@ EMA generator (``*.weights.h5``), both Adam optimizers' variables (``optimizers.
 includes their step counters, from which all training randomness is derived) and
 ``state.json`` (epoch, step, data fingerprint). It is written into a hidden temporary folder
 and renamed into place, a single atomic step on POSIX file systems: a crash (even ``kill -9``)
-leaves either the whole checkpoint or none. Only the last ``keep`` checkpoints are kept.
+leaves either the whole checkpoint or none. Only the last ``keep`` checkpoints are kept, and
+the run's best snapshot (trainer.quality), which pruning skips.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -66,8 +68,10 @@ def _optimizer_arrays(optimizer, prefix: str) -> dict[str, np.ndarray]:
     return {f"{prefix}/{i:04d}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)}
 
 
-def save(folder: Path, epoch: int, gan, *, state: dict, keep: int) -> Path:
-    """Write checkpoint ``epoch`` atomically, then delete all but the last ``keep``."""
+def save(folder: Path, epoch: int, gan, *, state: dict, keep: int,
+         protect: Iterable[int | None] = ()) -> Path:
+    """Write checkpoint ``epoch`` atomically, then delete all but the last ``keep`` and the
+    ``protect``ed epochs (the run's best snapshot)."""
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"epoch_{epoch:04d}"
     tmp = folder / f".tmp-epoch_{epoch:04d}-{os.getpid()}"
@@ -94,7 +98,10 @@ def save(folder: Path, epoch: int, gan, *, state: dict, keep: int) -> Path:
     else:
         os.replace(tmp, final)
     _fsync_dir(folder)
+    protected = {int(e) for e in protect if e is not None}
     for info in list_checkpoints(folder)[:-keep]:
+        if info.epoch in protected:
+            continue
         shutil.rmtree(info.path, ignore_errors=True)
     for stale in folder.glob(".tmp-epoch_*"):  # leftovers of killed runs
         shutil.rmtree(stale, ignore_errors=True)

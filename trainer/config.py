@@ -18,7 +18,7 @@ AUGMENTATIONS = ("color", "translation", "cutout")
 
 # Keys that may differ between the run's saved config and a resumed invocation.
 RESUMABLE_KEYS = frozenset({"data", "run", "epochs", "keep_checkpoints", "strategy", "progress",
-                            "tensorboard"})
+                            "tensorboard", "deterministic", "quality_every"})
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,17 @@ class TrainConfig:
         "one-sided label smoothing: real targets become 1 - this", minimum=0.0, maximum=0.5))
     learning_rate: float = field(default=2e-4, metadata=option("Adam learning rate (both nets)",
                                                                minimum=0.0, maximum=1.0))
+    d_learning_rate: float | None = field(default=None, metadata=option(
+        "the discriminator's Adam learning rate (default: --learning-rate)", minimum=0.0,
+        maximum=1.0))
+    r1_gamma: float = field(default=0.1, metadata=option(
+        "R1 gradient penalty weight on the discriminator's (augmented) real inputs "
+        "(Mescheder et al. 2018); it slows the late colour drift of small-data runs "
+        "(measurements: trainer/gan.py); 0 for off (the plain DCGAN step)", minimum=0.0,
+        maximum=1000.0))
+    r1_interval: int = field(default=4, metadata=option(
+        "apply R1 every N steps with weight gamma * N (lazy regularisation, Karras et al. "
+        "2020): 1/N of its cost", minimum=1, maximum=64))
     beta1: float = field(default=0.5, metadata=option("Adam beta1 (both nets)", minimum=0.0,
                                                       maximum=0.999))
     strategy: Literal["default", "mirrored", "multiworker"] = field(default="default", metadata=option(
@@ -62,6 +73,16 @@ class TrainConfig:
                                                              minimum=1))
     sample_count: int = field(default=16, metadata=option("images in each epoch's sample grid",
                                                           minimum=1, maximum=256))
+    quality_every: int = field(default=10, metadata=option(
+        "every N epochs (and at the last) measure the EMA generator's weight-free quality "
+        "(SWD, CIELAB colour, background colour) against the training images: metrics.csv, "
+        "quality.json, quality.png, best snapshot; 0 for off", minimum=0))
+    quality_count: int = field(default=256, metadata=option(
+        "images per set in the quality measurement (at most half the training images)",
+        minimum=2, maximum=4096))
+    deterministic: bool = field(default=True, metadata=option(
+        "TensorFlow op determinism, and a resume pins the run's thread counts: the same command "
+        "on the same machine gives bit-identical weights (trainer/determinism.py)"))
     tensorboard: bool = field(default=True, metadata=option("write TensorBoard logs"))
     progress: bool = field(default=True, metadata=option("show progress bars"))
 

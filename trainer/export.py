@@ -14,6 +14,8 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,20 @@ OUTPUT_NAME = "images"
 
 class ExportError(RuntimeError):
     """The ONNX model could not be produced or does not match the Keras model."""
+
+
+def use_pure_python_protobuf() -> bool:
+    """Make this process use protobuf's pure-Python backend, if protobuf is not loaded yet.
+
+    tf2onnx's optimizer writes every constant into its node's protobuf again on each of its ~24
+    passes. With the default upb backend those copies stay in the node's arena until the node
+    dies: exporting a 128 px generator (51 MB of weights) peaked at 3.6 GB RSS, 1.9 GB with the
+    pure-Python backend (and no slower). Process-wide, so only CLIs call it. Returns whether
+    the pure-Python backend is (now) in use.
+    """
+    if "google.protobuf" not in sys.modules:
+        os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+    return os.environ.get("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION") == "python"
 
 
 def _versions() -> dict[str, str]:
@@ -148,4 +164,5 @@ def copy_beside(src: Path, out_dir: Path, name: str | None = None) -> None:
     atomic_write_text(out_dir / (name or src.name), src.read_text(encoding="utf-8"))
 
 
-__all__ = ["export_generator", "to_onnx", "parity", "ExportError", "copy_beside"]
+__all__ = ["export_generator", "to_onnx", "parity", "ExportError", "copy_beside",
+           "use_pure_python_protobuf"]

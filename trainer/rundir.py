@@ -3,7 +3,8 @@
     RUN/config.json            resolved TrainConfig (common.config.save)
     RUN/data.json              training-set fingerprint, image count, layout, filters
     RUN/run.log                what happened, including every skipped file and why
-    RUN/metrics.csv            one row per finished epoch
+    RUN/metrics.csv            one row per finished epoch (+ quality columns when measured)
+    RUN/quality.json, .png     weight-free quality history, curve and best epoch (trainer.quality)
     RUN/samples/epoch_XXXX.png a grid from a fixed latent batch, one per epoch
     RUN/tensorboard/           TensorBoard event files
     RUN/checkpoints/epoch_XXXX complete checkpoints (trainer.checkpoints)
@@ -25,8 +26,13 @@ from common.config import ConfigError, atomic_write_bytes, atomic_write_text, fr
 from trainer.config import TrainConfig, incompatible_keys
 from trainer.data import DatasetIndex
 
+# Config keys added after 0.1.0, with the values that runs saved before them trained with.
+LEGACY_VALUES = {"r1_gamma": 0.0}
+
+# Quality columns (trainer.quality) are empty in epochs without a measurement. A resume
+# rewrites the file with this header (truncate_metrics), so older runs' files gain the columns.
 METRIC_FIELDS = ("epoch", "step", "d_loss", "g_loss", "d_real", "d_fake", "images_per_s",
-                 "seconds")
+                 "seconds", "swd_avg", "lab_w1", "background_delta_e", "quality_score")
 
 
 class RunDir:
@@ -39,12 +45,20 @@ class RunDir:
         self.samples = self.path / "samples"
         self.checkpoints = self.path / "checkpoints"
         self.tensorboard = self.path / "tensorboard"
+        self.quality_file = self.path / "quality.json"
+        self.quality_png = self.path / "quality.png"
 
     def saved_config(self) -> TrainConfig | None:
         if not self.config_file.is_file():
             return None
         try:
-            return from_dict(TrainConfig, json.loads(self.config_file.read_text("utf-8")))
+            saved = json.loads(self.config_file.read_text("utf-8"))
+            # keys that runs made before they existed trained without: the old behaviour, so
+            # that resuming such a run with today's defaults is refused, not silently changed
+            for key, value in LEGACY_VALUES.items():
+                if isinstance(saved, dict):
+                    saved.setdefault(key, value)
+            return from_dict(TrainConfig, saved)
         except (ValueError, ConfigError) as exc:
             raise ConfigError(f"{self.config_file} is not a valid trainer config: {exc}") from exc
 
@@ -107,7 +121,7 @@ class RunDir:
             rows = [r for r in csv.DictReader(fh)  # a kill mid-write leaves a short last row
                     if r.get("seconds") and r["epoch"].isdigit() and int(r["epoch"]) <= last_epoch]
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=METRIC_FIELDS)
+        writer = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
         atomic_write_text(self.metrics_file, buf.getvalue())

@@ -1,6 +1,8 @@
 """The validation report: ``report.json`` (versioned schema, written atomically), a
 self-contained ``report.html`` (jinja2 template ``templates/report.html.j2``: verdict first,
-random-weights banner, checks table, plots and flagged image pairs embedded as base64 PNGs)
+random-weights banner, the gate's policy, checks table with each check's status as the gate
+counted it (``info``: report-only, never ``pass``), real-vs-synthetic values beside their
+real-vs-real spread, plots and flagged image pairs embedded as base64 PNGs)
 and ``config.json`` (the resolved config and thresholds) in the report directory.
 """
 
@@ -72,7 +74,10 @@ def build_report(*, config, thresholds, inputs, model_info, feature_counts, resu
                    for role, s in sets.items()},
         "model_manifest": inputs.model_manifest,
         "thresholds": to_dict(thresholds),
-        "checks": [r.to_dict() for r in results],
+        "gate": {"policy": verdict.policy,
+                 "deciding": [r.name for r in results if verdict.status(r.name) != "info"],
+                 "report_only": [r.name for r in results if verdict.status(r.name) == "info"]},
+        "checks": [{**r.to_dict(), "status": verdict.status(r.name)} for r in results],
         "views": {name: str(Path(path).relative_to(Path(config.out)))
                   for name, path in views.items()},
         "config_file": "config.json",
@@ -85,6 +90,7 @@ def render_html(report: dict, views: dict, pairs: list[dict]) -> str:
         loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
         autoescape=jinja2.select_autoescape(["html", "j2"]))
     env.filters["num"] = _fmt
+    env.filters["brief"] = _brief
     return env.get_template("report.html.j2").render(
         report=report, views={name: _png(Path(p)) for name, p in views.items()}, pairs=pairs)
 
@@ -96,6 +102,13 @@ def _fmt(value) -> str:
         return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items()
                          if not isinstance(v, (list, dict)))
     return "" if value is None else str(value)
+
+
+def _brief(numbers: dict) -> str:
+    """The scalar numbers, less those the real-vs-real table shows (values and z-scores)."""
+    shown = set(numbers.get("versus_real") or {})
+    return _fmt({k: v for k, v in numbers.items()
+                 if k not in shown and not (k.startswith("z_") and k[2:] in shown)})
 
 
 def write_report(out: Path, *, config, thresholds, inputs, model_info, feature_counts, results,

@@ -115,6 +115,23 @@ def test_incompatible_resume_is_refused(tiny_run, dataset, tmp_path):
     assert (config.run / "metrics.csv").read_text() == before
 
 
+def test_run_from_before_r1_is_not_resumed_with_r1(tiny_run, tmp_path):
+    """A run saved before --r1-gamma existed trained without R1: resuming it with today's
+    default (R1 on) would change training silently, so it is refused, naming the key."""
+    import json
+
+    from common.config import ConfigError
+    from trainer.train import train
+    config, _ = tiny_run
+    run = tmp_path / "old-run"
+    shutil.copytree(config.run, run)
+    saved = json.loads((run / "config.json").read_text())
+    saved.pop("r1_gamma")
+    (run / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ConfigError, match="r1_gamma: 0.0 in the run"):
+        train(make_config(config.data, run, epochs=3, r1_gamma=0.1))
+
+
 def test_changed_training_data_is_refused(tiny_run, dataset, tmp_path):
     from common.config import ConfigError
     from trainer.train import train

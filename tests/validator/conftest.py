@@ -54,15 +54,20 @@ class Split:
 
 @pytest.fixture(scope="session")
 def split(tmp_path_factory) -> Split:
-    """Disjoint real sets copied from isic-sample (401 images; isic-demo's 128 if absent)."""
+    """Disjoint real sets copied from isic-sample (401 images; isic-demo's 128 if absent),
+    split by lesion where the metadata has lesion_id (else patient_id; else at random)."""
     from tests.validator.planting import plant
     from trainer.data import scan
+    from validator.lesions import Groups, grouping_column, split_by_group
     source = SAMPLE if SAMPLE.is_dir() else DEMO
     records = list(scan(source, progress=False).records)
-    order = np.random.default_rng(0).permutation(len(records))
     n = len(records)
-    parts = {"train": order[: n // 2], "holdout": order[n // 2: 3 * n // 4],
-             "other": order[3 * n // 4:]}
+    groups = Groups.read([r.path for r in records])
+    column = grouping_column(groups)
+    keys = groups.column(column) if column else [None] * n
+    sizes = [n // 2, 3 * n // 4 - n // 2, n - 3 * n // 4]
+    parts = dict(zip(("train", "holdout", "other"),
+                     split_by_group(keys, sizes, np.random.default_rng(0))))
     root = tmp_path_factory.mktemp("sets")
     seen: set[str] = set()
     for name, idx in parts.items():
@@ -100,18 +105,20 @@ def encoded(split, xception_onnx, tmp_path_factory) -> dict[str, Encoded]:
     return out
 
 
-def make_inputs(enc, synthetic, *, holdout=True, **threshold_overrides):
-    """CheckInputs with the train set as real and ``synthetic`` (names of sets) as synthetic."""
+def make_inputs(enc, synthetic, *, holdout=True, holdout_count=None, **threshold_overrides):
+    """CheckInputs with the train set as real and ``synthetic`` (names of sets) as synthetic;
+    ``holdout_count``: only the first N held-out images."""
     from validator.checks import CheckInputs
     from validator.config import load_thresholds
     syn = [enc[s] for s in synthetic]
+    h = slice(None, holdout_count)
     return CheckInputs(
         real=enc["train"].features, real_pixels=enc["train"].pixels,
         real_paths=enc["train"].paths,
         synthetic=np.concatenate([s.features for s in syn]),
         synthetic_pixels=np.concatenate([s.pixels for s in syn]),
         synthetic_paths=sum((s.paths for s in syn), []),
-        holdout=enc["holdout"].features if holdout else None,
-        holdout_pixels=enc["holdout"].pixels if holdout else None,
-        holdout_paths=enc["holdout"].paths if holdout else None,
+        holdout=enc["holdout"].features[h] if holdout else None,
+        holdout_pixels=enc["holdout"].pixels[h] if holdout else None,
+        holdout_paths=enc["holdout"].paths[h] if holdout else None,
         thresholds=load_thresholds(None, threshold_overrides))

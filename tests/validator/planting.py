@@ -10,7 +10,7 @@ from pathlib import Path
 from PIL import Image, ImageEnhance, ImageOps
 
 
-def jpeg(img: Image.Image, quality: int = 75) -> Image.Image:
+def jpeg(img: Image.Image, quality: int = 70) -> Image.Image:
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=quality)
     buf.seek(0)
@@ -32,7 +32,7 @@ def jitter(img: Image.Image, brightness: float = 1.1, contrast: float = 0.9) -> 
     return ImageEnhance.Contrast(ImageEnhance.Brightness(img).enhance(brightness)).enhance(contrast)
 
 
-EDITS = {"jpeg75": jpeg, "mirror": mirror, "crop90": crop, "jitter": jitter}
+EDITS = {"jpeg70": jpeg, "mirror": mirror, "crop90": crop, "jitter": jitter}
 
 
 def plant(sources: list[Path], out_dir: Path) -> dict[str, Path]:

@@ -56,14 +56,16 @@ def test_validate_end_to_end_without_tensorflow(split, xception_onnx, tmp_path):
     assert report["schema_version"] == 1 and report["verdict"] == "FAIL"
     assert report["feature_model"]["weights"] == "random"
     assert report["feature_model"]["random_weights"] is True
-    assert any("RANDOM-WEIGHT" in r for r in report["reasons"])
+    assert any("RANDOM-WEIGHT" in w for w in report["warnings"])  # H4: weight-free checks decide
     assert any(r.startswith("dcr") for r in report["reasons"])
     assert report["inputs"]["real"]["count"] == 60
     assert report["inputs"]["synthetic"]["count"] == 40
     assert report["inputs"]["real"]["features"] == {"computed": 60, "cached": 0}
     assert len(report["inputs"]["real"]["fingerprint"]) == 64
     checks = {c["name"]: c for c in report["checks"]}
-    assert set(checks) == {"dcr", "nndr", "data_copying", "fid", "kid", "prdc", "c2st"}
+    assert set(checks) == {"dcr", "nndr", "data_copying", "holdout_share", "fid", "kid", "prdc",
+                           "c2st", "swd", "colour", "pixel_c2st"}
+    assert {checks[n]["status"] for n in ("fid", "kid", "prdc", "c2st")} == {"info"}
     flagged = {Path(f["synthetic"]).name for f in checks["dcr"]["flagged"]}
     assert {p.name for p in planted} <= flagged
     html = (out / "report.html").read_text()
@@ -110,3 +112,56 @@ def test_export_without_tensorflow_says_where_to_run_it(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "run this in the trainer image" in proc.stderr
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_options_read_as_they_should():
+    proc = subprocess.run([sys.executable, "-m", "validator", "validate", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert "--no-cache" in proc.stdout and "--no-no-cache" not in proc.stdout
+    assert "--generator-token" in proc.stdout and "--port" not in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "validator", "serve", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    for flag in ("--data-root", "--output-root", "--allowed-target", "--host", "--token",
+                 "--max-workers", "--max-count"):
+        assert flag in proc.stdout
+
+
+def _cli(args, env=None, timeout=60):
+    import os
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("DERMSYNTH_")},
+           **(env or {})}
+    return subprocess.run([sys.executable, "-m", "validator", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_serve_needs_its_roots(tmp_path):
+    proc = _cli(["serve", "--features-model", str(tmp_path / "x.onnx"), "--port", "0"])
+    assert proc.returncode == 2 and "--data-root is required" in proc.stderr
+    proc = _cli(["serve", "--features-model", str(tmp_path / "x.onnx"), "--port", "0",
+                 "--data-root", str(tmp_path)])
+    assert proc.returncode == 2 and "--output-root is required" in proc.stderr
+    proc = _cli(["serve", "--data-root", str(tmp_path / "absent"), "--output-root",
+                 str(tmp_path)])
+    assert proc.returncode == 2 and "not a directory" in proc.stderr
+    proc = _cli(["serve", "--data-root", str(tmp_path), "--output-root", str(tmp_path)],
+                env={"DERMSYNTH_VALIDATOR_SERVE_TOKEN": "abc\n"})
+    assert proc.returncode == 2 and "--token" in proc.stderr
+
+
+def test_validate_refuses_to_write_over_another_artifact(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text('{"trainer": 1}')
+    proc = _cli(["validate", "--real", str(tmp_path), "--synthetic", str(tmp_path),
+                 "--features-model", str(tmp_path / "x.onnx"), "--out", str(run)])
+    assert proc.returncode == 2 and "not a validator report folder" in proc.stderr
+    assert sorted(p.name for p in run.iterdir()) == ["config.json"]
+    assert (run / "config.json").read_text() == '{"trainer": 1}'
+
+
+def test_validate_refuses_a_token_with_a_newline(tmp_path):
+    proc = _cli(["validate", "--real", str(tmp_path), "--from-server", "127.0.0.1:1",
+                 "--count", "1", "--features-model", str(tmp_path / "x.onnx"), "--out",
+                 str(tmp_path / "out")], env={"DERMSYNTH_CLIENT_TOKEN": "t0k\n"})
+    assert proc.returncode == 2 and "--generator-token" in proc.stderr
+    assert "t0k" not in proc.stderr

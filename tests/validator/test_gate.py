@@ -1,5 +1,6 @@
-"""The gate fails closed: random weights without permission, a check that raises, missing
-inputs (exit 2), unknown threshold keys."""
+"""The gate fails closed: random weights without weight-free evidence or permission, a check
+that raises (even a report-only one), missing inputs (exit 2), unknown threshold keys; with
+random weights the feature-space quality checks are "info" and the weight-free ones decide."""
 
 from __future__ import annotations
 
@@ -17,16 +18,37 @@ from validator.config import load_thresholds
 from validator.gate import decide
 
 
-def _ok(name="dcr"):
-    return CheckResult(name=name, kind="privacy", passed=True)
+def _ok(name="dcr", kind="privacy", passed=True, **thresholds):
+    return CheckResult(name=name, kind=kind, passed=passed, thresholds=thresholds)
 
 
-def test_random_weights_fail_unless_allowed():
+def test_random_weights_without_weight_free_checks_fail_unless_allowed():
+    """Random weights: nothing but the weight-free checks can judge quality. Without one of
+    them the gate refuses, unless --allow-random-weights accepts a verdict on privacy alone."""
     refused = decide([_ok()], random_weights=True, allow_random_weights=False)
     assert refused.verdict == "FAIL" and "RANDOM-WEIGHT" in refused.reasons[0]
     allowed = decide([_ok()], random_weights=True, allow_random_weights=True)
     assert allowed.verdict == "PASS" and "RANDOM-WEIGHT" in allowed.warnings[0]
     assert decide([_ok()], random_weights=False, allow_random_weights=False).passed
+
+
+def test_random_weights_feature_checks_are_info_and_weight_free_checks_decide():
+    fid = _ok("fid", "quality", passed=False, fid_max=10.0)  # would fail with ImageNet weights
+    c2st = _ok("c2st", "quality", passed=False, c2st_max_auc=0.9)
+    swd = _ok("swd", "quality", swd_max_z=6.0)
+    verdict = decide([_ok(), fid, c2st, swd], random_weights=True, allow_random_weights=False)
+    assert verdict.passed, verdict.reasons
+    assert verdict.statuses == {"dcr": "pass", "fid": "info", "c2st": "info", "swd": "pass"}
+    assert "RANDOM" in verdict.policy and any("fid, c2st" in w for w in verdict.warnings)
+    bad_swd = _ok("swd", "quality", passed=False, swd_max_z=6.0)
+    verdict = decide([_ok(), fid, bad_swd], random_weights=True, allow_random_weights=True)
+    assert not verdict.passed and [r.split(":")[0] for r in verdict.reasons] == ["swd"]
+    assert verdict.status("swd") == "fail" and verdict.status("fid") == "info"
+    # pretrained weights: the feature-space checks decide; a check without a limit informs
+    verdict = decide([_ok(), fid, c2st, _ok("kid", "quality", kid_max=None)],
+                     random_weights=False, allow_random_weights=False)
+    assert sorted(r.split(":")[0] for r in verdict.reasons) == ["c2st", "fid"]
+    assert verdict.status("kid") == "info" and verdict.status("fid") == "fail"
 
 
 def test_failed_check_and_missing_dcr_fail():
@@ -40,6 +62,7 @@ def test_failed_check_and_missing_dcr_fail():
 def test_a_check_that_raises_fails_the_gate_with_its_error(encoded, monkeypatch, tmp_path):
     def boom(inputs):
         raise RuntimeError("feature matrix exploded")
+    registry.names()  # loads every check module into the registry
     entry = registry._REGISTRY["fid"]
     monkeypatch.setitem(registry._REGISTRY, "fid", registry._Entry(entry.kind, boom, entry.doc))
     log = tmp_path / "checks.jsonl"

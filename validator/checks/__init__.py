@@ -3,6 +3,9 @@
 :func:`register`; the CLI's ``--checks`` choices come from :func:`names`; :func:`run_check`
 times one check, turns an exception into a failed result carrying the error (the gate then
 fails closed), and appends the result as one JSON line to ``checks.jsonl``.
+
+A check registered with ``weight_free=True`` reads only pixels (no feature network): the gate
+lets it decide even when the features come from random weights (:mod:`validator.gate`).
 """
 
 from __future__ import annotations
@@ -65,21 +68,26 @@ class _Entry:
     kind: str
     fn: Callable[[CheckInputs], CheckResult]
     doc: str
+    weight_free: bool = False  # reads pixels only: meaningful without pretrained weights
 
 
 _REGISTRY: dict[str, _Entry] = {}
 
 
-def register(name: str, kind: str):
-    """Decorator: ``@register("fid", "quality")`` over ``fn(inputs) -> CheckResult``."""
+def register(name: str, kind: str, *, weight_free: bool = False):
+    """Decorator: ``@register("fid", "quality")`` over ``fn(inputs) -> CheckResult``;
+    ``weight_free=True`` for a check that needs no feature network (pixels only)."""
     def wrap(fn):
-        _REGISTRY[name] = _Entry(kind, fn, (fn.__doc__ or "").strip().splitlines()[0])
+        _REGISTRY[name] = _Entry(kind, fn, (fn.__doc__ or "").strip().splitlines()[0],
+                                 weight_free)
         return fn
     return wrap
 
 
 def _load_all() -> None:
     from validator.checks import c2st, data_copying, dcr, fid, kid, nndr, prdc  # noqa: F401
+    from validator.checks import holdout_share  # noqa: F401  (H5: privacy)
+    from validator.checks import colour, pixel_c2st, swd  # noqa: F401  (weight-free quality)
 
 
 def names() -> list[str]:
@@ -89,7 +97,15 @@ def names() -> list[str]:
 
 def describe() -> dict[str, str]:
     _load_all()
-    return {n: f"[{e.kind}] {e.doc}" for n, e in _REGISTRY.items()}
+    return {n: f"[{e.kind}{', weight-free' if e.weight_free else ''}] {e.doc}"
+            for n, e in _REGISTRY.items()}
+
+
+def is_weight_free(name: str) -> bool:
+    """True for a registered check that reads pixels only (False for unknown names)."""
+    _load_all()
+    entry = _REGISTRY.get(name)
+    return entry is not None and entry.weight_free
 
 
 def kind_of(name: str) -> str:

@@ -65,7 +65,7 @@ class Progress(_message.Message):
     def __init__(self, stage: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class CheckSummary(_message.Message):
-    __slots__ = ("name", "kind", "passed", "applicable", "error", "note", "flagged", "seconds", "numbers")
+    __slots__ = ("name", "kind", "passed", "applicable", "error", "note", "flagged", "seconds", "numbers", "status")
     class NumbersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -82,6 +82,7 @@ class CheckSummary(_message.Message):
     FLAGGED_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
     NUMBERS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: str
     passed: bool
@@ -91,10 +92,11 @@ class CheckSummary(_message.Message):
     flagged: int
     seconds: float
     numbers: _containers.ScalarMap[str, float]
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., passed: _Optional[bool] = ..., applicable: _Optional[bool] = ..., error: _Optional[str] = ..., note: _Optional[str] = ..., flagged: _Optional[int] = ..., seconds: _Optional[float] = ..., numbers: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    status: str
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., passed: _Optional[bool] = ..., applicable: _Optional[bool] = ..., error: _Optional[str] = ..., note: _Optional[str] = ..., flagged: _Optional[int] = ..., seconds: _Optional[float] = ..., numbers: _Optional[_Mapping[str, float]] = ..., status: _Optional[str] = ...) -> None: ...
 
 class Summary(_message.Message):
-    __slots__ = ("verdict", "reasons", "warnings", "report_json", "report_html", "checks", "random_weights", "feature_model")
+    __slots__ = ("verdict", "reasons", "warnings", "report_json", "report_html", "checks", "random_weights", "feature_model", "gate_policy")
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     REASONS_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +105,7 @@ class Summary(_message.Message):
     CHECKS_FIELD_NUMBER: _ClassVar[int]
     RANDOM_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     FEATURE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    GATE_POLICY_FIELD_NUMBER: _ClassVar[int]
     verdict: str
     reasons: _containers.RepeatedScalarFieldContainer[str]
     warnings: _containers.RepeatedScalarFieldContainer[str]
@@ -111,7 +114,8 @@ class Summary(_message.Message):
     checks: _containers.RepeatedCompositeFieldContainer[CheckSummary]
     random_weights: bool
     feature_model: str
-    def __init__(self, verdict: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ..., report_json: _Optional[str] = ..., report_html: _Optional[str] = ..., checks: _Optional[_Iterable[_Union[CheckSummary, _Mapping]]] = ..., random_weights: _Optional[bool] = ..., feature_model: _Optional[str] = ...) -> None: ...
+    gate_policy: str
+    def __init__(self, verdict: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ..., report_json: _Optional[str] = ..., report_html: _Optional[str] = ..., checks: _Optional[_Iterable[_Union[CheckSummary, _Mapping]]] = ..., random_weights: _Optional[bool] = ..., feature_model: _Optional[str] = ..., gate_policy: _Optional[str] = ...) -> None: ...
 
 class ValidateEvent(_message.Message):
     __slots__ = ("progress", "summary")
