@@ -1,8 +1,10 @@
 """Bearer-token authentication for both gRPC servers (RFC 6750 style metadata).
 
 Every call must carry ``authorization: Bearer <token>`` metadata, except the standard health
-service (``grpc.health.v1.Health``), which stays open so that Kubernetes probes and the
-container HEALTHCHECK work without the secret (health reveals only SERVING/NOT_SERVING).
+check (``grpc.health.v1.Health/Check``), which stays open so that Kubernetes probes and the
+container HEALTHCHECK work without the secret (it reveals only SERVING/NOT_SERVING). Health
+``Watch`` is a long-lived stream with two slots: open, two anonymous watchers could hold them
+for a connection's life, so it needs the token.
 Reflection, unknown methods and the services' own methods need the token. Tokens are compared
 in constant time, and a refused call is answered without reading its request: nothing a
 caller without the token sends is ever parsed.
@@ -16,7 +18,7 @@ import grpc
 
 from common.errors import ConfigError
 
-OPEN_SERVICES = ("/grpc.health.v1.Health/",)
+OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check"})
 
 
 def check_token(token: str | None, option: str = "--token") -> None:
@@ -55,7 +57,7 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation, handler_call_details):
         method = handler_call_details.method or ""
-        if method.startswith(OPEN_SERVICES):
+        if method in OPEN_METHODS:
             return continuation(handler_call_details)
         given = None
         for key, value in handler_call_details.invocation_metadata or ():

@@ -290,7 +290,8 @@ class ValidatorServerConfig:
         "gate thresholds file used when a request names none"))
     allow_random_weights: bool = field(default=False, metadata=option(
         "for every request: accept a verdict without quality evidence when the features have "
-        "random weights and no weight-free quality check ran (privacy-only runs, tests)"))
+        "random weights and no weight-free quality check ran (privacy-only runs, tests); "
+        "without it a request asking for that is refused (PERMISSION_DENIED)"))
     cache_dir: Path = field(default_factory=_default_cache, metadata=option(
         "feature cache directory"))
     cache: bool = field(default=True, metadata=option("read and write the feature cache"))

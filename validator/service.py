@@ -103,9 +103,13 @@ def request_to_config(server: ValidatorServerConfig, roots: Roots,
         raise _invalid("options.benign_malignant", "must be benign or malignant")
     if opts.seed < 0:
         raise _invalid("options.seed", "must be >= 0")
+    if opts.allow_random_weights and not base.allow_random_weights:
+        # the server's setting is the policy: a caller cannot loosen the gate on its own
+        raise RequestError("PERMISSION_DENIED", "options.allow_random_weights",
+                           "not allowed on this server (start it with --allow-random-weights)")
     changes.update(benign_malignant=opts.benign_malignant or None,
                    diagnosis=_text("options.diagnosis", opts.diagnosis) or None,
-                   allow_random_weights=opts.allow_random_weights or base.allow_random_weights,
+                   allow_random_weights=base.allow_random_weights,
                    tsne=base.tsne and not opts.skip_tsne)
     if which == "synthetic_dir":
         changes["seed"] = opts.seed

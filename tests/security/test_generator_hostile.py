@@ -143,7 +143,10 @@ def test_unknown_methods(generator):
             assert raw_call(channel, method, b"", metadata=())[0] == \
                 grpc.StatusCode.UNAUTHENTICATED
             assert raw_call(channel, method, b"")[0] == grpc.StatusCode.UNIMPLEMENTED
+        # only health Check is open: another health method is just another unknown method
         assert raw_call(channel, "/grpc.health.v1.Health/Nope", b"", metadata=())[0] == \
+            grpc.StatusCode.UNAUTHENTICATED
+        assert raw_call(channel, "/grpc.health.v1.Health/Nope", b"")[0] == \
             grpc.StatusCode.UNIMPLEMENTED
     assert_still_serving(target)
 

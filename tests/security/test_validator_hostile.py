@@ -252,7 +252,7 @@ def test_generator_count_is_bounded(world):
 
 def test_a_legitimate_request_still_runs(world):
     """The refusals above are not a server that refuses everything."""
-    request = _request(world, out_dir="ok", options={"allow_random_weights": True})
+    request = _request(world, out_dir="ok")
     events = list(world["stub"].Validate(request, timeout=120))
     assert events[-1].WhichOneof("event") == "summary"
     assert Path(events[-1].summary.report_json).parent == (world["reports"] / "ok").resolve()

@@ -49,6 +49,17 @@ def test_bearer_token(make_server):
         # probes need no token
         reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        # ... but Watch, a long-lived stream with few slots, does: anonymous watchers could
+        # otherwise hold its slots for a connection's life
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(),
+                                                           timeout=5)
+        with pytest.raises(grpc.RpcError) as info:
+            next(watch)
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(),
+                                                           metadata=good, timeout=5)
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        watch.cancel()
 
 
 @pytest.fixture(scope="module")

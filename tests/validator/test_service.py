@@ -73,12 +73,13 @@ def test_validate_streams_progress_then_verdict(server, config, split):
     assert Path(summary.report_json) == (config.output_root / "out" / "report.json").resolve()
     assert Path(summary.report_html).is_file()
 
-    allowed = pb.ValidateRequest()
-    allowed.CopyFrom(request)
-    allowed.options.allow_random_weights = True  # and the same report folder again
-    summary = list(stub.Validate(allowed, timeout=180))[-1].summary
-    assert any("RANDOM" in w for w in summary.warnings)
-    assert not any("RANDOM" in r for r in summary.reasons)
+    loosened = pb.ValidateRequest()
+    loosened.CopyFrom(request)
+    loosened.options.allow_random_weights = True  # a caller may not loosen the server's gate
+    with pytest.raises(grpc.RpcError) as err:
+        list(stub.Validate(loosened, timeout=180))
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert err.value.details().startswith("options.allow_random_weights")
 
 
 @pytest.mark.parametrize("mutate, field", [
