@@ -11,7 +11,7 @@ MODEL ?= models/demo
 RESOLUTION ?= 64
 EPOCHS ?= 25
 
-.PHONY: help setup protos check-protos test demo train export serve validate bench base-image images e2e requirements clean
+.PHONY: help setup protos check-protos lint format test demo train export serve validate bench base-image images e2e requirements clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -31,6 +31,14 @@ protos: $(STAMP)  ## regenerate the gRPC Python code from protos/*.proto
 
 check-protos: protos  ## fail if the committed generated code differs from `make protos`
 	git diff --exit-code -- protos/
+
+lint: $(STAMP)  ## ruff: lint and formatting (pinned in requirements/dev.txt; CI runs it before the tests)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(STAMP)  ## ruff: fix what it can and format the tree
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 test: $(STAMP)  ## run the test suite (real models, real servers, real images)
 	$(PY) -m pytest -q tests
@@ -63,7 +71,7 @@ images:  ## build dermsynth-train and dermsynth-serve (docker, else buildah; loc
 	bash scripts/images.sh
 
 e2e: $(STAMP)  ## the chain inside the images: train, export, serve, fetch, validate (after make images)
-	PYTHON=$(PY) bash scripts/e2e.sh
+	$(PY) -m pytest -m e2e tests/e2e -v --durations=0 --durations-min=1
 
 requirements:  ## re-pin requirements/train.txt and serve.txt from the .in files (pip-tools)
 	bash scripts/compile_requirements.sh

@@ -33,10 +33,12 @@ CHECKS = ("dcr", "nndr", "holdout_share", "data_copying")
 
 
 def encode(folder: Path, model_path: Path, n_sources: int, seed: int, tmp: Path):
+    from common.datasets import scan
+    from common.images import load_images
     from tests.validator.planting import plant
-    from trainer.data import load_images, scan
     from validator.features import FeatureCache, FeatureModel, extract
     from validator.lesions import Groups
+
     records = list(scan(folder, progress=False).records)
     seen, unique = set(), []
     for r in records:  # byte-identical duplicates would be removed by the validator's inputs
@@ -52,17 +54,24 @@ def encode(folder: Path, model_path: Path, n_sources: int, seed: int, tmp: Path)
     by_path = {str(unique[i].path): i for i in pool}
     p_source = np.array([by_path[str(planted[r.path.name])] for r in p_records])
     p_kind = [r.path.stem.split("_")[-1] for r in p_records]
-    return {"paths": [str(r.path) for r in unique], "features": feats, "pixels": pixels,
-            "lesions": Groups.read([r.path for r in unique]),
-            "p_features": extract(model, p_records, cache=cache, progress=False).features,
-            "p_pixels": load_images(p_records, 64, progress=False), "p_source": p_source,
-            "p_kind": p_kind, "p_paths": [str(r.path) for r in p_records]}
+    return {
+        "paths": [str(r.path) for r in unique],
+        "features": feats,
+        "pixels": pixels,
+        "lesions": Groups.read([r.path for r in unique]),
+        "p_features": extract(model, p_records, cache=cache, progress=False).features,
+        "p_pixels": load_images(p_records, 64, progress=False),
+        "p_source": p_source,
+        "p_kind": p_kind,
+        "p_paths": [str(r.path) for r in p_records],
+    }
 
 
 def run_split(enc, train, holdout, unseen, planted_idx):
     from validator.checks import CheckInputs, run_check
     from validator.checks.dcr import analyse
-    from validator.config import load_thresholds
+    from validator.thresholds import load_thresholds
+
     f, px, paths = enc["features"], enc["pixels"], enc["paths"]
     syn_f, syn_px = f[unseen], px[unseen]
     syn_paths = [paths[i] for i in unseen]
@@ -71,10 +80,17 @@ def run_split(enc, train, holdout, unseen, planted_idx):
         syn_px = np.concatenate([syn_px, enc["p_pixels"][planted_idx]])
         syn_paths += [enc["p_paths"][i] for i in planted_idx]
     inputs = CheckInputs(
-        real=f[train], real_pixels=px[train], real_paths=[paths[i] for i in train],
-        holdout=f[holdout], holdout_pixels=px[holdout], holdout_paths=[paths[i] for i in holdout],
-        synthetic=syn_f, synthetic_pixels=syn_px, synthetic_paths=syn_paths,
-        thresholds=load_thresholds(None))
+        real=f[train],
+        real_pixels=px[train],
+        real_paths=[paths[i] for i in train],
+        holdout=f[holdout],
+        holdout_pixels=px[holdout],
+        holdout_paths=[paths[i] for i in holdout],
+        synthetic=syn_f,
+        synthetic_pixels=syn_px,
+        synthetic_paths=syn_paths,
+        thresholds=load_thresholds(None),
+    )
     results = {c: run_check(c, inputs) for c in CHECKS}
     return inputs, analyse(inputs), results
 
@@ -82,6 +98,7 @@ def run_split(enc, train, holdout, unseen, planted_idx):
 def main() -> None:
     from validator.checks.calibration import clopper_pearson
     from validator.lesions import grouping_column, split_by_group
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--features-model", type=Path, required=True)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/isic-sample")
@@ -93,6 +110,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     from threadpoolctl import threadpool_limits
+
     threadpool_limits(1)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,8 +118,10 @@ def main() -> None:
     n = len(enc["paths"])
     column = grouping_column(enc["lesions"])
     keys = enc["lesions"].column(column) if column else [None] * n
-    print(f"{n} images from {args.data} (grouping: {column or 'none: random split'}); "
-          f"encoded in {time.perf_counter() - start:.0f} s")
+    print(
+        f"{n} images from {args.data} (grouping: {column or 'none: random split'}); "
+        f"encoded in {time.perf_counter() - start:.0f} s"
+    )
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         acc = defaultdict(float)
@@ -113,9 +133,11 @@ def main() -> None:
             rng = np.random.default_rng([args.seed, size, r])
             rest = n - args.train - size
             train, holdout, unseen = split_by_group(
-                keys, [args.train, size, min(args.unseen, rest)] + ([rest - args.unseen]
-                                                                   if rest > args.unseen else []),
-                rng)[:3]
+                keys,
+                [args.train, size, min(args.unseen, rest)]
+                + ([rest - args.unseen] if rest > args.unseen else []),
+                rng,
+            )[:3]
             _, a, res = run_split(enc, train, holdout, unseen, None)
             acc["images"] += len(unseen)
             acc["flagged"] += a.flagged.sum()
@@ -125,11 +147,12 @@ def main() -> None:
             acc["real_close"] += np.sum(a.real_p <= 0.01)
             for c in CHECKS:
                 acc[f"fail_{c}"] += not res[c].passed
-            shares.append([res["holdout_share"].numbers[s]["share_equal_size"]
-                           for s in ("feature", "pixel")]
-                          + [res["holdout_share"].numbers["share_equal_size_lower"]])
+            shares.append(
+                [res["holdout_share"].numbers[s]["share_equal_size"] for s in ("feature", "pixel")]
+                + [res["holdout_share"].numbers["share_equal_size_lower"]]
+            )
             in_train = np.flatnonzero(np.isin(enc["p_source"], train))
-            sources = rng.permutation(np.unique(enc["p_source"][in_train]))[:args.sources]
+            sources = rng.permutation(np.unique(enc["p_source"][in_train]))[: args.sources]
             planted = in_train[np.isin(enc["p_source"][in_train], sources)]
             inputs, a, res = run_split(enc, train, holdout, unseen, planted)
             for j, i in enumerate(planted):
@@ -141,9 +164,15 @@ def main() -> None:
             lows.append(res["holdout_share"].numbers["share_equal_size_lower"])
             # sparse: one copy per edit, each of another training image, among the unseen
             kinds = sorted(set(enc["p_kind"]))
-            one = [int(in_train[(enc["p_source"][in_train] == src)
-                                & (np.array(enc["p_kind"])[in_train] == kind)][0])
-                   for src, kind in zip(sources[-len(kinds):], kinds)]
+            one = [
+                int(
+                    in_train[
+                        (enc["p_source"][in_train] == src)
+                        & (np.array(enc["p_kind"])[in_train] == kind)
+                    ][0]
+                )
+                for src, kind in zip(sources[-len(kinds) :], kinds)
+            ]
             _, a, res = run_split(enc, train, holdout, unseen, np.array(one))
             for j, i in enumerate(one):
                 rec = sparse[enc["p_kind"][i]]
@@ -151,8 +180,10 @@ def main() -> None:
                 rec[1] += 1
             acc["sparse_fail_dcr"] += not res["dcr"].passed
         rows.append((size, acc, recall, np.array(shares), sparse, np.array(lows)))
-        print(f"baseline {size}: {args.splits} splits, {time.perf_counter() - start:.0f} s",
-              flush=True)
+        print(
+            f"baseline {size}: {args.splits} splits, {time.perf_counter() - start:.0f} s",
+            flush=True,
+        )
     report(rows, args, clopper_pearson)
 
 
@@ -160,38 +191,60 @@ def report(rows, args, cp) -> None:
     def rate(k, n):
         lo, hi = cp(int(k), int(n))
         return f"{int(k)}/{int(n)} = {k / n:.2%} [{lo:.2%}, {hi:.2%}]"
-    print("\n| held-out | unseen flagged (BH) | unseen p<=0.01 | real-vs-real flagged "
-          "| real-vs-real p<=0.01 | check FAILs on unseen (of splits) | share_eq feature / pixel "
-          "(mean, min-max) |")
+
+    print(
+        "\n| held-out | unseen flagged (BH) | unseen p<=0.01 | real-vs-real flagged "
+        "| real-vs-real p<=0.01 | check FAILs on unseen (of splits) | share_eq feature / pixel "
+        "(mean, min-max) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for size, acc, _, shares, _, _ in rows:
         fails = ", ".join(f"{c} {int(acc['fail_' + c])}" for c in CHECKS)
-        sh = " / ".join(f"{shares[:, j].mean():.3f} ({shares[:, j].min():.2f}-"
-                        f"{shares[:, j].max():.2f})" for j in range(2))
-        print(f"| {size} | {rate(acc['flagged'], acc['images'])} "
-              f"| {rate(acc['close'], acc['images'])} | {rate(acc['real_flagged'], acc['real'])} "
-              f"| {rate(acc['real_close'], acc['real'])} | {fails} | {sh} |")
+        sh = " / ".join(
+            f"{shares[:, j].mean():.3f} ({shares[:, j].min():.2f}-{shares[:, j].max():.2f})"
+            for j in range(2)
+        )
+        print(
+            f"| {size} | {rate(acc['flagged'], acc['images'])} "
+            f"| {rate(acc['close'], acc['images'])} | {rate(acc['real_flagged'], acc['real'])} "
+            f"| {rate(acc['real_close'], acc['real'])} | {fails} | {sh} |"
+        )
     kinds = sorted({k for _, _, rec, _, _, _ in rows for k in rec})
-    print("\n| held-out | " + " | ".join(f"recall {k}" for k in kinds)
-          + " | check FAILs with planted copies (of splits) |")
+    print(
+        "\n| held-out | "
+        + " | ".join(f"recall {k}" for k in kinds)
+        + " | check FAILs with planted copies (of splits) |"
+    )
     print("|---|" + "---|" * (len(kinds) + 1))
     for size, acc, rec, _, _, _ in rows:
         fails = ", ".join(f"{c} {int(acc['planted_fail_' + c])}" for c in CHECKS)
         print(f"| {size} | " + " | ".join(rate(*rec[k]) for k in kinds) + f" | {fails} |")
-    print(f"\nSparse: {len(kinds)} copies (one per edit, each of another training image) among "
-          f"{args.unseen} unseen images\n\n| held-out | "
-          + " | ".join(f"recall {k}" for k in kinds) + " | dcr FAILs (of splits) |")
+    print(
+        f"\nSparse: {len(kinds)} copies (one per edit, each of another training image) among "
+        f"{args.unseen} unseen images\n\n| held-out | "
+        + " | ".join(f"recall {k}" for k in kinds)
+        + " | dcr FAILs (of splits) |"
+    )
     print("|---|" + "---|" * (len(kinds) + 1))
     for size, acc, _, _, rec, _ in rows:
-        print(f"| {size} | " + " | ".join(rate(*rec[k]) for k in kinds)
-              + f" | {int(acc['sparse_fail_dcr'])} |")
-    print("\n| held-out | holdout_share lower bound (share_eq scale): unseen max, 95th pct "
-          "| with planted copies: min, median |\n|---|---|---|")
+        print(
+            f"| {size} | "
+            + " | ".join(rate(*rec[k]) for k in kinds)
+            + f" | {int(acc['sparse_fail_dcr'])} |"
+        )
+    print(
+        "\n| held-out | holdout_share lower bound (share_eq scale): unseen max, 95th pct "
+        "| with planted copies: min, median |\n|---|---|---|"
+    )
     for size, _, _, shares, _, lows in rows:
-        print(f"| {size} | {shares[:, 2].max():.3f}, {np.quantile(shares[:, 2], 0.95):.3f} "
-              f"| {lows.min():.3f}, {np.median(lows):.3f} |")
-    print(f"\n{args.splits} splits per size, train {args.train}, unseen {args.unseen}, "
-          f"{args.sources} planted training images x {len(kinds)} edits per split")
+        print(
+            f"| {size} | {shares[:, 2].max():.3f}, {np.quantile(shares[:, 2], 0.95):.3f} "
+            f"| {lows.min():.3f}, {np.median(lows):.3f} |"
+        )
+    print(
+        f"\n{args.splits} splits per size, train {args.train}, unseen {args.unseen}, "
+        f"{args.sources} planted training images x {len(kinds)} edits per split"
+    )
 
 
 if __name__ == "__main__":

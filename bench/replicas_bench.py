@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,9 +29,11 @@ import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
+from common.images import to_uint8  # noqa: E402
+from common.net import free_port  # noqa: E402
 from protos.dermsynth.v1 import generator_pb2 as pb  # noqa: E402
 from protos.dermsynth.v1 import generator_pb2_grpc as pb_grpc  # noqa: E402
-from serving.generation import encode_png, to_uint8  # noqa: E402
+from serving.generation import encode_png  # noqa: E402
 from serving.model import load_model  # noqa: E402
 
 ROUND_ROBIN = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
@@ -47,10 +48,17 @@ def export_model(resolution: int, out: Path) -> Path:
     from trainer.model import build_generator
 
     keras.utils.set_random_seed(0)
-    manifest = {"training_data": {"fingerprint": fingerprint([]), "image_count": 0,
-                                  "layout": None,
-                                  "filters": {"benign_malignant": None, "diagnosis": None}},
-                "epochs": 0, "seed": 0, "ema": False}
+    manifest = {
+        "training_data": {
+            "fingerprint": fingerprint([]),
+            "image_count": 0,
+            "layout": None,
+            "filters": {"benign_malignant": None, "diagnosis": None},
+        },
+        "epochs": 0,
+        "seed": 0,
+        "ema": False,
+    }
     return export_generator(build_generator(resolution, 100), out, manifest=manifest)
 
 
@@ -72,14 +80,9 @@ def postprocess_rate(model, latents: np.ndarray, images: int) -> float:
     return images / (time.perf_counter() - start)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_replicas(model_dir: Path, replicas: int,
-                   threads: int) -> list[tuple[subprocess.Popen, int]]:
+def start_replicas(
+    model_dir: Path, replicas: int, threads: int
+) -> list[tuple[subprocess.Popen, int]]:
     """Each replica is its own `python -m serving serve` process, as in a pod, running one
     ONNX Runtime call at a time with ``threads`` threads, so that the setups differ only in how
     the same cores are split between processes."""
@@ -87,13 +90,34 @@ def start_replicas(model_dir: Path, replicas: int,
     for _ in range(replicas):
         port = free_port()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "serving", "serve", "--model", str(model_dir), "--host",
-             "127.0.0.1", "--port", str(port), "--threads", str(threads),
-             "--inference-workers", "1", "--metrics-port",
-             "none", "--inference-batch", str(BATCH), "--max-batch-size", str(BATCH)],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "serving",
+                "serve",
+                "--model",
+                str(model_dir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--threads",
+                str(threads),
+                "--inference-workers",
+                "1",
+                "--metrics-port",
+                "none",
+                "--inference-batch",
+                str(BATCH),
+                "--max-batch-size",
+                str(BATCH),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         servers.append((proc, port))
-    for proc, port in servers:
+    for _proc, port in servers:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             grpc.channel_ready_future(channel).result(timeout=120)
             health = health_pb2_grpc.HealthStub(channel)
@@ -111,14 +135,16 @@ def grpc_window(target: str, *, images: int, clients: int, encoding: int) -> flo
     per_client = images // clients
 
     def one_client(k: int) -> int:
-        with grpc.insecure_channel(target, options=[("grpc.service_config", ROUND_ROBIN),
-                                                    ("grpc.enable_http_proxy", 0)]) as channel:
+        with grpc.insecure_channel(
+            target, options=[("grpc.service_config", ROUND_ROBIN), ("grpc.enable_http_proxy", 0)]
+        ) as channel:
             grpc.channel_ready_future(channel).result(timeout=60)
             stub = pb_grpc.GeneratorStub(channel)
             got = 0
             for start in range(0, per_client, BATCH):
-                request = pb.GenerateRequest(seed=k, count=BATCH, start_index=start,
-                                             batch_size=BATCH, encoding=encoding)
+                request = pb.GenerateRequest(
+                    seed=k, count=BATCH, start_index=start, batch_size=BATCH, encoding=encoding
+                )
                 got += sum(len(b.images) for b in stub.Generate(request, timeout=300))
             return got
 
@@ -129,8 +155,9 @@ def grpc_window(target: str, *, images: int, clients: int, encoding: int) -> flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--images", type=int, default=2048)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--resolution", type=int, default=64)
@@ -142,17 +169,22 @@ def main() -> None:
         model_dir = export_model(args.resolution, Path(tmp) / "model")
         model = load_model(model_dir, provider="cpu", threads=cores, inference_batch=BATCH)
         latents = np.random.default_rng(0).standard_normal((BATCH, model.latent_dim), np.float32)
-        groups = {replicas: start_replicas(model_dir, replicas, max(1, cores // replicas))
-                  for replicas in (1, 2)}
-        targets = {r: "ipv4:" + ",".join(f"127.0.0.1:{p}" for _proc, p in servers)
-                   for r, servers in groups.items()}
+        groups = {
+            replicas: start_replicas(model_dir, replicas, max(1, cores // replicas))
+            for replicas in (1, 2)
+        }
+        targets = {
+            r: "ipv4:" + ",".join(f"127.0.0.1:{p}" for _proc, p in servers)
+            for r, servers in groups.items()
+        }
         best: dict[tuple, float] = {}
         try:
             in_process_window(model, latents, BATCH * 4)  # warm-up
             for r in groups:
                 for e, _name in encodings:
-                    grpc_window(targets[r], images=args.clients * BATCH, clients=args.clients,
-                                encoding=e)
+                    grpc_window(
+                        targets[r], images=args.clients * BATCH, clients=args.clients, encoding=e
+                    )
             # Rounds interleave every setup, so load from other work hits them alike; each
             # figure is its best round (noise only ever slows a window down).
             for _ in range(args.repeats):
@@ -162,8 +194,9 @@ def main() -> None:
                 best["postprocess"] = max(best.get("postprocess", 0.0), rate)
                 for r in groups:
                     for e, _name in encodings:
-                        rate = grpc_window(targets[r], images=args.images, clients=args.clients,
-                                           encoding=e)
+                        rate = grpc_window(
+                            targets[r], images=args.images, clients=args.clients, encoding=e
+                        )
                         best[(r, e)] = max(best.get((r, e), 0.0), rate)
         finally:
             for servers in groups.values():
@@ -171,9 +204,11 @@ def main() -> None:
                     proc.terminate()
                     proc.wait(timeout=60)
     base = best["in-process"]
-    print(f"\n{args.resolution} px generator, batch {BATCH}, {args.images} images per window, "
-          f"best of {args.repeats} interleaved rounds, {cores} CPU cores, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"\n{args.resolution} px generator, batch {BATCH}, {args.images} images per window, "
+        f"best of {args.repeats} interleaved rounds, {cores} CPU cores, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     print(f"{'setup':34s} {'encoding':9s} {'clients':>7s} {'images/s':>9s} {'vs in-process':>14s}")
     print(f"{'in-process ONNX Runtime':34s} {'-':9s} {'-':>7s} {base:9.0f} {1:14.2f}")
     for e, name in encodings:
@@ -181,11 +216,15 @@ def main() -> None:
             setup = f"{r} replica{'s' if r > 1 else ''} x {max(1, cores // r)} thread(s)"
             rate = best[(r, e)]
             print(f"{setup:34s} {name:9s} {args.clients:7d} {rate:9.0f} {rate / base:14.2f}")
-    print(f"{'PNG post-processing alone, 1 thread':34s} {'PNG':9s} {'-':>7s} "
-          f"{best['postprocess']:9.0f} {best['postprocess'] / base:14.2f}")
+    print(
+        f"{'PNG post-processing alone, 1 thread':34s} {'PNG':9s} {'-':>7s} "
+        f"{best['postprocess']:9.0f} {best['postprocess'] / base:14.2f}"
+    )
     for e, name in encodings:
-        print(f"{name}: 2 replicas / 1 replica on the same {cores} cores = "
-              f"{best[(2, e)] / best[(1, e)]:.2f}")
+        print(
+            f"{name}: 2 replicas / 1 replica on the same {cores} cores = "
+            f"{best[(2, e)] / best[(1, e)]:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ Each stream window is paired with an in-process window just before it; the table
 over ``--repeats`` pairs (the ratio column is the median of the per-pair ratios), because this
 machine's 2 cores are shared with other work. CPU ms per image (server process, client
 threads, in-process) is printed too: it is steadier than wall time under contention.
-Targets (issue 3): RAW >= 0.90 of in-process at batch 8, >= 0.97 at batch 64; PNG >= 0.8 of RAW.
+Targets: RAW >= 0.90 of in-process at batch 8, >= 0.97 at batch 64; PNG >= 0.8 of RAW.
 """
 
 from __future__ import annotations
@@ -69,8 +69,13 @@ export_generator(g, sys.argv[1], manifest={{"training_data": {{"fingerprint": "0
 
 
 def export_model(out: Path) -> None:
-    subprocess.run([sys.executable, "-c", EXPORT, str(out)], cwd=REPO, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-c", EXPORT, str(out)],
+        cwd=REPO,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 class Server:
@@ -79,10 +84,32 @@ class Server:
     def __init__(self, model_dir: Path, batch: int, log_path: Path) -> None:
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "serving", "serve", "--model", str(model_dir), "--host",
-             "127.0.0.1", "--port", "0", "--metrics-port", "none", "--inference-batch",
-             str(batch), "--max-batch-size", "256", "--max-streams", "8", "--grace-seconds", "1"],
-            cwd=REPO, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "serving",
+                "serve",
+                "--model",
+                str(model_dir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--metrics-port",
+                "none",
+                "--inference-batch",
+                str(batch),
+                "--max-batch-size",
+                "256",
+                "--max-streams",
+                "8",
+                "--grace-seconds",
+                "1",
+            ],
+            cwd=REPO,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for line in self.proc.stderr:
             self.log.write(line)
             match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
@@ -91,8 +118,9 @@ class Server:
                 break
         else:
             raise SystemExit(f"server did not start; see {log_path}")
-        threading.Thread(target=lambda: [self.log.write(x) for x in self.proc.stderr],
-                         daemon=True).start()
+        threading.Thread(
+            target=lambda: [self.log.write(x) for x in self.proc.stderr], daemon=True
+        ).start()
         self.channels = [grpc.insecure_channel(self.target) for _ in range(4)]
         self.served = 0
 
@@ -103,8 +131,9 @@ class Server:
         times = psutil.Process(self.proc.pid).cpu_times()
         return times.user + times.system
 
-    def stream(self, clients: int, count: int, batch: int, encoding: int
-               ) -> tuple[float, float, float]:
+    def stream(
+        self, clients: int, count: int, batch: int, encoding: int
+    ) -> tuple[float, float, float]:
         """(images/s, server CPU ms per image, client CPU ms per image) of ``clients``
         concurrent streams of ``count`` images each."""
         errors: list[BaseException] = []
@@ -113,8 +142,9 @@ class Server:
             try:
                 stub = pb_grpc.GeneratorStub(self.channels[i])
                 n = 0
-                for b in stub.Generate(pb.GenerateRequest(seed=i, count=count, batch_size=batch,
-                                                          encoding=encoding)):
+                for b in stub.Generate(
+                    pb.GenerateRequest(seed=i, count=count, batch_size=batch, encoding=encoding)
+                ):
                     n += len(b.images)
                 assert n == count
             except BaseException as exc:
@@ -140,8 +170,11 @@ class Server:
         times = []
         for i in range(tries):
             start = time.perf_counter()
-            call = stub.Generate(pb.GenerateRequest(seed=100 + i, count=batch, batch_size=batch,
-                                                    encoding=pb.ENCODING_RAW_RGB8))
+            call = stub.Generate(
+                pb.GenerateRequest(
+                    seed=100 + i, count=batch, batch_size=batch, encoding=pb.ENCODING_RAW_RGB8
+                )
+            )
             next(call)
             times.append(time.perf_counter() - start)
             list(call)
@@ -156,8 +189,9 @@ class Server:
         self.log.close()
 
 
-def in_process_rate(session: ort.InferenceSession, batch: int, seconds: float
-                    ) -> tuple[float, float]:
+def in_process_rate(
+    session: ort.InferenceSession, batch: int, seconds: float
+) -> tuple[float, float]:
     """(images/s, CPU ms per image) of back-to-back ``session.run`` on one fixed batch."""
     z = np.random.default_rng(0).standard_normal((batch, LATENT), dtype=np.float32)
     session.run(None, {"latent": z})
@@ -169,8 +203,9 @@ def in_process_rate(session: ort.InferenceSession, batch: int, seconds: float
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=4, help="window pairs per figure")
     parser.add_argument("--seconds", type=float, default=2.5, help="length of one window")
     parser.add_argument("--quick", action="store_true", help="2 repeats (a smoke run)")
@@ -185,21 +220,29 @@ def main() -> int:
 
 
 def run(args: argparse.Namespace, work: Path) -> int:
-    print(f"exporting an untrained {RESOLUTION} px DCGAN generator (latent {LATENT}) ...",
-          flush=True)
+    print(
+        f"exporting an untrained {RESOLUTION} px DCGAN generator (latent {LATENT}) ...", flush=True
+    )
     export_model(work / "model")
     onnx_path = str(work / "model" / "model.onnx")
     options = ort.SessionOptions()  # what serving.model.load_model sets by default
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
     default_session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
-    print(f"cpu cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}, onnxruntime "
-          f"{ort.__version__}; server: its defaults (--inference-workers 2 x cores/2 threads, prefetch 4); "
-          f"in-process: one session, intra-op threads one per core; spin-waiting off in both;"
-          f"\nmedians of {args.repeats} (in-process, stream) window pairs of ~{args.seconds:g} s\n",
-          flush=True)
-    configs = [(1, pb.ENCODING_RAW_RGB8, "RAW x1"), (1, pb.ENCODING_PNG, "PNG x1"),
-               (4, pb.ENCODING_RAW_RGB8, "RAW x4"), (4, pb.ENCODING_PNG, "PNG x4")]
+    print(
+        f"cpu cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}, onnxruntime "
+        f"{ort.__version__}; server: its defaults (--inference-workers 2 x cores/2 threads, "
+        "prefetch 4); "
+        f"in-process: one session, intra-op threads one per core; spin-waiting off in both;"
+        f"\nmedians of {args.repeats} (in-process, stream) window pairs of ~{args.seconds:g} s\n",
+        flush=True,
+    )
+    configs = [
+        (1, pb.ENCODING_RAW_RGB8, "RAW x1"),
+        (1, pb.ENCODING_PNG, "PNG x1"),
+        (4, pb.ENCODING_RAW_RGB8, "RAW x4"),
+        (4, pb.ENCODING_PNG, "PNG x4"),
+    ]
     rows, rss = [], None
     for batch in (8, 64):
         server = Server(work / "model", batch, work / f"server-{batch}.log")
@@ -215,18 +258,29 @@ def run(args: argparse.Namespace, work: Path) -> int:
                     per_client = max(batch, int(reference * args.seconds / clients))
                     per_client -= per_client % batch
                     rate, server_cpu, client_cpu = server.stream(clients, per_client, batch, enc)
-                    pairs[key].append((rate, ref_rate, rate / ref_rate, server_cpu, client_cpu,
-                                       ref_cpu))
-            medians = {key: [statistics.median(col) for col in zip(*values)]
-                       for key, values in pairs.items()}
+                    pairs[key].append(
+                        (rate, ref_rate, rate / ref_rate, server_cpu, client_cpu, ref_cpu)
+                    )
+            medians = {
+                key: [statistics.median(col) for col in zip(*values)]
+                for key, values in pairs.items()
+            }
             for _, _, key in configs:
                 rate, ref_rate, ratio, server_cpu, client_cpu, ref_cpu = medians[key]
                 raw = medians["RAW " + key.split()[1]][0]
-                rows.append((batch, key, rate, ref_rate, ratio, rate / raw, server_cpu,
-                             client_cpu, ref_cpu))
+                rows.append(
+                    (batch, key, rate, ref_rate, ratio, rate / raw, server_cpu, client_cpu, ref_cpu)
+                )
             rows.append((batch, "first batch", ttfb))
-            rows.append((batch, "default options", statistics.median(
-                in_process_rate(default_session, batch, args.seconds)[0] for _ in range(3))))
+            rows.append(
+                (
+                    batch,
+                    "default options",
+                    statistics.median(
+                        in_process_rate(default_session, batch, args.seconds)[0] for _ in range(3)
+                    ),
+                )
+            )
             if batch == 64:  # memory under the same load pattern: does it level off?
                 rss = [rss_start, server.rss_mib()]
                 served_before = server.served
@@ -235,23 +289,31 @@ def run(args: argparse.Namespace, work: Path) -> int:
                     rss.append(server.rss_mib())
         finally:
             server.close()
-    print(f"{'batch':>5}  {'stream':<7} {'images/s':>9} {'in-proc/s':>9} {'ratio':>6} "
-          f"{'vs RAW':>6}   CPU ms/image: {'server':>6} {'client':>6} {'in-proc':>7}")
+    print(
+        f"{'batch':>5}  {'stream':<7} {'images/s':>9} {'in-proc/s':>9} {'ratio':>6} "
+        f"{'vs RAW':>6}   CPU ms/image: {'server':>6} {'client':>6} {'in-proc':>7}"
+    )
     for batch, key, *figures in rows:
         if key == "first batch":
             print(f"{batch:>5}  time to first batch: {figures[0]:.1f} ms (median of 7)")
             continue
         if key == "default options":
-            print(f"{batch:>5}  in-process with ONNX Runtime's default options (spin-waiting "
-                  f"on): {figures[0]:.1f} images/s (median of 3)")
+            print(
+                f"{batch:>5}  in-process with ONNX Runtime's default options (spin-waiting "
+                f"on): {figures[0]:.1f} images/s (median of 3)"
+            )
             continue
         rate, ref, ratio, vs_raw, server_cpu, client_cpu, ref_cpu = figures
-        print(f"{batch:>5}  {key:<7} {rate:9.1f} {ref:9.1f} {ratio:6.3f} {vs_raw:6.3f}"
-              f"   {'':>13} {server_cpu:6.2f} {client_cpu:6.2f} {ref_cpu:7.2f}")
+        print(
+            f"{batch:>5}  {key:<7} {rate:9.1f} {ref:9.1f} {ratio:6.3f} {vs_raw:6.3f}"
+            f"   {'':>13} {server_cpu:6.2f} {client_cpu:6.2f} {ref_cpu:7.2f}"
+        )
     if rss:
-        print(f"\nserver RSS (batch 64), MiB: {rss[0]:.0f} after warm-up, {rss[1]:.0f} after the "
-              f"timed windows, then every 5,120 images (4 clients, RAW) up to {RSS_IMAGES:,}: "
-              + ", ".join(f"{r:.0f}" for r in rss[2:]))
+        print(
+            f"\nserver RSS (batch 64), MiB: {rss[0]:.0f} after warm-up, {rss[1]:.0f} after the "
+            f"timed windows, then every 5,120 images (4 clients, RAW) up to {RSS_IMAGES:,}: "
+            + ", ".join(f"{r:.0f}" for r in rss[2:])
+        )
     print("targets: RAW x1 ratio >= 0.90 (batch 8), >= 0.97 (batch 64); PNG >= 0.8 of RAW")
     print(f"load average at the end: {os.getloadavg()[0]:.1f} (other processes share the cores)")
     return 0

@@ -1,8 +1,8 @@
 """Training-step throughput: dermsynth's DCGAN step vs a plain reference loop, same run.
 
 Measures, at one resolution and batch size, on the bundled demo images:
-  * dermsynth: trainer.gan.DCGAN.train_step + EMA, compiled with tf.function through
-    tf.distribute (trainer.gan.make_step), fed by trainer.pipeline.ImagePipeline (tf.data);
+  * dermsynth: trainer.gan.DCGAN.step (D + G update + EMA, compiled with tf.function through
+    tf.distribute), fed by trainer.pipeline.ImagePipeline (tf.data);
     once with the default DiffAugment + EMA, once with both off (the same work as the reference);
   * reference: the same generator/discriminator (trainer.model) and Adam settings in a
     straightforward tf.function GradientTape loop over pre-made NumPy batches, no tf.data.
@@ -22,7 +22,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def reference(images, batch, steps, warmup, latent_dim, width, resolution):
@@ -30,12 +30,16 @@ def reference(images, batch, steps, warmup, latent_dim, width, resolution):
     import tensorflow as tf
 
     from trainer.model import build_discriminator, build_generator
+
     keras.utils.set_random_seed(0)
-    g, d = build_generator(resolution, latent_dim, width=width), build_discriminator(resolution, width=width)
+    g, d = (
+        build_generator(resolution, latent_dim, width=width),
+        build_discriminator(resolution, width=width),
+    )
     g_opt, d_opt = keras.optimizers.Adam(2e-4, beta_1=0.5), keras.optimizers.Adam(2e-4, beta_1=0.5)
     bce = keras.losses.BinaryCrossentropy(from_logits=True)
     unit = images.astype(np.float32) / 127.5 - 1.0
-    batches = [unit[i:i + batch] for i in range(0, len(unit) - batch + 1, batch)]
+    batches = [unit[i : i + batch] for i in range(0, len(unit) - batch + 1, batch)]
 
     @tf.function
     def step(real):
@@ -44,11 +48,15 @@ def reference(images, batch, steps, warmup, latent_dim, width, resolution):
         with tf.GradientTape() as tape:
             logits = d(tf.concat([real, g(z, training=True)], 0), training=True)
             d_loss = bce(tf.concat([tf.ones([n, 1]), tf.zeros([n, 1])], 0), logits)
-        d_opt.apply_gradients(zip(tape.gradient(d_loss, d.trainable_variables), d.trainable_variables))
+        d_opt.apply_gradients(
+            zip(tape.gradient(d_loss, d.trainable_variables), d.trainable_variables)
+        )
         z = tf.random.normal([n, latent_dim])
         with tf.GradientTape() as tape:
             g_loss = bce(tf.ones([n, 1]), d(g(z, training=True), training=True))
-        g_opt.apply_gradients(zip(tape.gradient(g_loss, g.trainable_variables), g.trainable_variables))
+        g_opt.apply_gradients(
+            zip(tape.gradient(g_loss, g.trainable_variables), g.trainable_variables)
+        )
         return d_loss
 
     wait = total = 0.0
@@ -67,13 +75,20 @@ def dermsynth(images, batch, steps, warmup, latent_dim, width, resolution, augme
     import keras
     import tensorflow as tf
 
-    from trainer.gan import DCGAN, make_step
+    from trainer.gan import DCGAN
     from trainer.pipeline import ImagePipeline
+
     keras.utils.set_random_seed(0)
-    strategy = tf.distribute.get_strategy()
-    gan = DCGAN(resolution=resolution, latent_dim=latent_dim, width=width, seed=0,
-                augmentations=augment, ema_decay=ema)
-    step = make_step(gan, strategy)
+    gan = DCGAN(
+        resolution=resolution,
+        latent_dim=latent_dim,
+        width=width,
+        seed=0,
+        augmentations=augment,
+        ema_decay=ema,
+        strategy=tf.distribute.get_strategy(),
+    )
+    step = gan.step
     pipeline = ImagePipeline(images, batch, seed=0)
     epochs = -(-(warmup + steps) // pipeline.steps_per_epoch)
     it = iter(pipeline.batches(1, epochs))
@@ -90,8 +105,9 @@ def dermsynth(images, batch, steps, warmup, latent_dim, width, resolution, augme
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", default="data/isic-demo")
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -102,25 +118,40 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
 
-    from trainer import data
-    index = data.scan(args.data, progress=False)
-    images = data.load_images(index.records, args.resolution, progress=False)
+    from common.datasets import scan
+    from common.images import load_images
+
+    index = scan(args.data, progress=False)
+    images = load_images(index.records, args.resolution, progress=False)
     import tensorflow as tf
-    common = (images, args.batch_size, args.steps, args.warmup, args.latent_dim, args.width,
-              args.resolution)
-    runs = {"reference (GradientTape loop, numpy batches)": [],
-            "dermsynth step, no DiffAugment/EMA": [],
-            "dermsynth step, DiffAugment + EMA": []}
+
+    common = (
+        images,
+        args.batch_size,
+        args.steps,
+        args.warmup,
+        args.latent_dim,
+        args.width,
+        args.resolution,
+    )
+    runs = {
+        "reference (GradientTape loop, numpy batches)": [],
+        "dermsynth step, no DiffAugment/EMA": [],
+        "dermsynth step, DiffAugment + EMA": [],
+    }
     for _ in range(args.repeats):  # interleaved, so load drifts hit all variants alike
         runs["reference (GradientTape loop, numpy batches)"].append(reference(*common))
         runs["dermsynth step, no DiffAugment/EMA"].append(dermsynth(*common, (), 0.0))
         runs["dermsynth step, DiffAugment + EMA"].append(
-            dermsynth(*common, ("color", "translation", "cutout"), 0.999))
+            dermsynth(*common, ("color", "translation", "cutout"), 0.999)
+        )
     best = {k: (max(r[0] for r in v), float(np.mean([r[1] for r in v]))) for k, v in runs.items()}
     ref = best["reference (GradientTape loop, numpy batches)"][0]
-    print(f"\ntrain step at {args.resolution} px, batch {args.batch_size}, width {args.width}, "
-          f"{len(images)} images, {args.steps} timed steps x {args.repeats} repeats "
-          f"(best), TF {tf.__version__}, {os.cpu_count()} CPUs")
+    print(
+        f"\ntrain step at {args.resolution} px, batch {args.batch_size}, width {args.width}, "
+        f"{len(images)} images, {args.steps} timed steps x {args.repeats} repeats "
+        f"(best), TF {tf.__version__}, {os.cpu_count()} CPUs"
+    )
     print(f"{'variant':<48} {'images/s':>9} {'vs ref':>7} {'input wait':>11}")
     for name, (ips, wait) in best.items():
         print(f"{name:<48} {ips:>9.1f} {ips / ref:>7.2f} {wait:>10.1%}")

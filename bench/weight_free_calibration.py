@@ -33,15 +33,29 @@ sys.path.insert(0, str(ROOT))
 
 CHECKS = ("swd", "colour", "pixel_c2st")
 LIMITS = {"swd": "swd_max_z", "colour": "colour_max_z", "pixel_c2st": "pixel_c2st_max_z"}
-SHOWN = ("swd_64", "swd_32", "swd_16", "w1_L", "w1_a", "w1_b", "lab_w1", "background_delta_e",
-         "auc")
+SHOWN = (
+    "swd_64",
+    "swd_32",
+    "swd_16",
+    "w1_L",
+    "w1_a",
+    "w1_b",
+    "lab_w1",
+    "background_delta_e",
+    "auc",
+)
 PALE_PINK = np.array([255, 235, 235], np.float32)
 
 
 def blurred(images: np.ndarray, radius: float) -> np.ndarray:
     from PIL import Image, ImageFilter
-    return np.stack([np.asarray(Image.fromarray(img).filter(ImageFilter.GaussianBlur(radius)))
-                     for img in images])
+
+    return np.stack(
+        [
+            np.asarray(Image.fromarray(img).filter(ImageFilter.GaussianBlur(radius)))
+            for img in images
+        ]
+    )
 
 
 def colour_shifted(images: np.ndarray, amount: float) -> np.ndarray:
@@ -49,7 +63,9 @@ def colour_shifted(images: np.ndarray, amount: float) -> np.ndarray:
 
 
 def load(folder: Path, size: int) -> np.ndarray:
-    from trainer.data import load_images, scan
+    from common.datasets import scan
+    from common.images import load_images
+
     seen, records = set(), []
     for record in scan(folder, progress=False).records:
         if record.sha256 not in seen:  # isic-sample holds byte-identical duplicates
@@ -60,16 +76,26 @@ def load(folder: Path, size: int) -> np.ndarray:
 
 def run_trial(pixels, n_real, n_syn, trial, thresholds, variants, checks=CHECKS) -> dict:
     from validator.checks import CheckInputs, run_check
+
     rng = np.random.default_rng(10_000 + trial)
     order = rng.permutation(len(pixels))
-    real, syn = pixels[order[:n_real]], pixels[order[n_real:n_real + n_syn]]
+    real, syn = pixels[order[:n_real]], pixels[order[n_real : n_real + n_syn]]
     out = {"sizes": f"{n_real}:{n_syn}", "trial": trial}
     for variant, make in variants.items():
         images = make(syn)
-        inputs = CheckInputs(real=np.zeros((n_real, 1)), synthetic=np.zeros((n_syn, 1)),
-                             holdout=None, real_pixels=real, synthetic_pixels=images,
-                             holdout_pixels=None, real_paths=[], synthetic_paths=[],
-                             holdout_paths=None, thresholds=thresholds, seed=trial)
+        inputs = CheckInputs(
+            real=np.zeros((n_real, 1)),
+            synthetic=np.zeros((n_syn, 1)),
+            holdout=None,
+            real_pixels=real,
+            synthetic_pixels=images,
+            holdout_pixels=None,
+            real_paths=[],
+            synthetic_paths=[],
+            holdout_paths=None,
+            thresholds=thresholds,
+            seed=trial,
+        )
         for name in checks:
             result = run_check(name, inputs)
             if result.error:
@@ -88,6 +114,7 @@ def run_trial(pixels, n_real, n_syn, trial, thresholds, variants, checks=CHECKS)
 
 def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
     from scipy.stats import beta
+
     lo = 0.0 if k == 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
     hi = 1.0 if k == n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
     return lo, hi
@@ -99,8 +126,9 @@ def summarise(rows: list[dict], thresholds) -> None:
     by_size = defaultdict(list)
     for row in rows:
         by_size[row["sizes"]].append(row)
-    variants = sorted({k.split("/")[0] for row in rows for k in row if "/" in k},
-                      key=lambda v: (v != "real", v))
+    variants = sorted(
+        {k.split("/")[0] for row in rows for k in row if "/" in k}, key=lambda v: (v != "real", v)
+    )
     for sizes, group in by_size.items():
         n = len(group)
         print(f"\n== real:synthetic {sizes}, {n} trials ==")
@@ -114,24 +142,34 @@ def summarise(rows: list[dict], thresholds) -> None:
                 over = z > limits[name] if limits[name] is not None else np.zeros(n, bool)
                 fails |= over
                 q = np.quantile(z, [0.5, 0.95, 0.99]) if n > 1 else [z[0]] * 3
-                cells.append(f"{name}: z50 {q[0]:.1f} z95 {q[1]:.1f} z99 {q[2]:.1f} "
-                             f"max {z.max():.1f}, fail {over.sum()}/{n}")
+                cells.append(
+                    f"{name}: z50 {q[0]:.1f} z95 {q[1]:.1f} z99 {q[2]:.1f} "
+                    f"max {z.max():.1f}, fail {over.sum()}/{n}"
+                )
             lo, hi = clopper_pearson(int(fails.sum()), n)
-            print(f"  {variant:12s} any check fails {fails.sum()}/{n} = {fails.mean():.3f} "
-                  f"[{lo:.3f}, {hi:.3f}]")
+            print(
+                f"  {variant:12s} any check fails {fails.sum()}/{n} = {fails.mean():.3f} "
+                f"[{lo:.3f}, {hi:.3f}]"
+            )
             print("      " + " | ".join(cells))
         print("  median values (real vs synthetic; real-vs-real mean +- sd):")
         for stat in SHOWN:
             key = f"real/{stat}"
             if key not in group[0]:
                 continue
-            rr = f"{np.median([r[key + '/rr_mean'] for r in group]):.4g} +- " \
-                 f"{np.median([r[key + '/rr_sd'] for r in group]):.2g}"
-            values = "  ".join(f"{v} {np.median([r[f'{v}/{stat}'] for r in group]):.4g}"
-                               for v in variants)
+            rr = (
+                f"{np.median([r[key + '/rr_mean'] for r in group]):.4g} +- "
+                f"{np.median([r[key + '/rr_sd'] for r in group]):.2g}"
+            )
+            values = "  ".join(
+                f"{v} {np.median([r[f'{v}/{stat}'] for r in group]):.4g}" for v in variants
+            )
             print(f"    {stat:20s} real-vs-real {rr:18s} {values}")
-        secs = {name: np.median([r[f"real/{name}/seconds"] for r in group]) for name in CHECKS
-                if f"real/{name}/seconds" in group[0]}
+        secs = {
+            name: np.median([r[f"real/{name}/seconds"] for r in group])
+            for name in CHECKS
+            if f"real/{name}/seconds" in group[0]
+        }
         print("  median seconds per check: " + ", ".join(f"{k} {v:.2f}" for k, v in secs.items()))
 
 
@@ -145,22 +183,31 @@ def main() -> int:
     p.add_argument("--blur", type=float, default=1.0)
     p.add_argument("--shift", type=float, default=0.2)
     p.add_argument("--checks", default=",".join(CHECKS), help="a subset of " + ",".join(CHECKS))
-    p.add_argument("--null-only", action="store_true",
-                   help="unseen real images only (no blurred or shifted sets): 3x faster")
+    p.add_argument(
+        "--null-only",
+        action="store_true",
+        help="unseen real images only (no blurred or shifted sets): 3x faster",
+    )
     p.add_argument("--budget", type=float, default=100.0, help="seconds")
     p.add_argument("--jsonl", type=Path)
     p.add_argument("--summarise", type=Path, help="only summarise this JSON-lines file")
     args = p.parse_args()
     from threadpoolctl import threadpool_limits
-    from validator.config import Thresholds
+
+    from validator.thresholds import Thresholds
+
     thresholds = Thresholds()
     if args.summarise:
-        summarise([json.loads(line) for line in args.summarise.read_text().splitlines()],
-                  thresholds)
+        summarise(
+            [json.loads(line) for line in args.summarise.read_text().splitlines()], thresholds
+        )
         return 0
     pixels = load(args.data, args.pixel_size)
-    variants = {"real": lambda x: x, f"blur{args.blur:g}": lambda x: blurred(x, args.blur),
-                f"shift{args.shift:g}": lambda x: colour_shifted(x, args.shift)}
+    variants = {
+        "real": lambda x: x,
+        f"blur{args.blur:g}": lambda x: blurred(x, args.blur),
+        f"shift{args.shift:g}": lambda x: colour_shifted(x, args.shift),
+    }
     if args.null_only:
         variants = {"real": variants["real"]}
     sizes = [tuple(int(v) for v in s.split(":")) for s in args.sizes.split(",")]
@@ -170,14 +217,23 @@ def main() -> int:
             for n_real, n_syn in sizes:
                 if time.time() - start > args.budget:
                     break
-                row = run_trial(pixels, n_real, n_syn, trial, thresholds, variants,
-                                tuple(args.checks.split(",")))
+                row = run_trial(
+                    pixels,
+                    n_real,
+                    n_syn,
+                    trial,
+                    thresholds,
+                    variants,
+                    tuple(args.checks.split(",")),
+                )
                 rows.append(row)
                 if args.jsonl:
                     with open(args.jsonl, "a") as fh:
                         fh.write(json.dumps(row) + "\n")
-    print(f"{len(rows)} trials of {len(pixels)} images from {args.data} in "
-          f"{time.time() - start:.0f} s")
+    print(
+        f"{len(rows)} trials of {len(pixels)} images from {args.data} in "
+        f"{time.time() - start:.0f} s"
+    )
     summarise(rows, thresholds)
     return 0
 

@@ -7,7 +7,8 @@ container HEALTHCHECK work without the secret (it reveals only SERVING/NOT_SERVI
 for a connection's life, so it needs the token.
 Reflection, unknown methods and the services' own methods need the token. Tokens are compared
 in constant time, and a refused call is answered without reading its request: nothing a
-caller without the token sends is ever parsed.
+caller without the token sends is ever parsed. The rule for a usable token is
+:func:`common.server_config.check_token`, checked again by the interceptor.
 """
 
 from __future__ import annotations
@@ -16,25 +17,9 @@ import hmac
 
 import grpc
 
-from common.errors import ConfigError
+from common.server_config import check_token
 
 OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check"})
-
-
-def check_token(token: str | None, option: str = "--token") -> None:
-    """Refuse a token that no client could send or that would let anyone in: empty, or with
-    whitespace, control or non-ASCII characters (gRPC metadata values are printable ASCII, so
-    a token read with its trailing newline would lock every client out)."""
-    if token is None:
-        return
-    if not token.strip():
-        raise ConfigError(f"{option}: an empty token would let anyone in; leave it unset")
-    bad = next((c for c in token if not "\x21" <= c <= "\x7e"), None)
-    if bad is not None:
-        where = "at its end" if token.rstrip() != token else f"at position {token.index(bad)}"
-        raise ConfigError(f"{option}: the token contains {ascii(bad)} {where}; only printable "
-                          "ASCII without spaces can be sent as gRPC metadata (a trailing newline "
-                          "from a secret file or `echo`?)")
 
 
 def deny_handler(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
@@ -65,8 +50,9 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
                 given = value.encode() if isinstance(value, str) else value
                 break
         if given is None:
-            return deny_handler(grpc.StatusCode.UNAUTHENTICATED,
-                                "missing 'authorization: Bearer <token>' metadata")
+            return deny_handler(
+                grpc.StatusCode.UNAUTHENTICATED, "missing 'authorization: Bearer <token>' metadata"
+            )
         if not hmac.compare_digest(given, self._expected):
             return deny_handler(grpc.StatusCode.UNAUTHENTICATED, "invalid bearer token")
         return continuation(handler_call_details)

@@ -3,7 +3,7 @@
 A grpcio server runs every call on one thread pool. Left alone, a few long-lived calls (idle
 reflection streams, health Watch streams, clients that stop reading a stream, unary calls
 whose request message never arrives) take every thread, and health checks and control calls
-then queue behind them forever (issue 13, item 5). The guard is a server interceptor that
+then queue behind them forever. The guard is a server interceptor that
 re-wraps every method handler:
 
 - **Call classes with their own limits.** Each call counts against the first
@@ -20,7 +20,7 @@ re-wraps every method handler:
 - **Idle calls cancelled.** A call that waits longer than ``idle_seconds`` for the client to
   take a response (a reader that stopped reading: flow control blocks the send) or to send its
   next request message (a unary call's only message: :data:`UNARY_REQUEST_SECONDS`) is
-  cancelled (``context.cancel()``), which frees its thread and slot.
+  cancelled (``context.cancel()``), which frees its thread and its place in its class's limit.
   :func:`ended_outcome` then reports it as ``"idle"``, apart from ``"deadline_exceeded"`` and
   ``"cancelled"``.
 """
@@ -32,8 +32,8 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import grpc
 
@@ -44,7 +44,7 @@ _RUNNING, _SENDING, _RECEIVING = "running", "sending", "receiving"
 # that has not arrived within this (or the idle timeout, if shorter) is cancelled.
 UNARY_REQUEST_SECONDS = 2.0
 _DEADLINE_SLACK_SECONDS = 0.25  # the client's deadline fires (and it cancels) just before ours
-_idled: "weakref.WeakSet" = weakref.WeakSet()  # contexts the watchdog cancelled
+_idled: weakref.WeakSet = weakref.WeakSet()  # contexts the watchdog cancelled
 _idled_lock = threading.Lock()
 
 
@@ -143,8 +143,9 @@ class CallGuard(grpc.ServerInterceptor):
         klass = next((c for c in self.classes if method.startswith(c.prefixes)), None)
         return self._wrap(handler, klass, method)
 
-    def _wrap(self, handler: grpc.RpcMethodHandler, klass: CallClass | None,
-              method: str) -> grpc.RpcMethodHandler:
+    def _wrap(
+        self, handler: grpc.RpcMethodHandler, klass: CallClass | None, method: str
+    ) -> grpc.RpcMethodHandler:
         deserialize = handler.request_deserializer
         name = _message_name(deserialize)
         if handler.request_streaming and handler.response_streaming:
@@ -156,8 +157,11 @@ class CallGuard(grpc.ServerInterceptor):
         else:
             inner, single = handler.unary_unary, True
 
-        receive_limit = (min(self.idle_seconds, UNARY_REQUEST_SECONDS)
-                         if single and self.idle_seconds else self.idle_seconds)
+        receive_limit = (
+            min(self.idle_seconds, UNARY_REQUEST_SECONDS)
+            if single and self.idle_seconds
+            else self.idle_seconds
+        )
 
         def requests(raw: Iterator[bytes], call: _Call, context) -> Iterator:
             while True:
@@ -174,8 +178,10 @@ class CallGuard(grpc.ServerInterceptor):
                 try:
                     request = deserialize(data)
                 except Exception:  # DecodeError and friends: the client's bytes, not a bug
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                  f"the request is not a valid {name} ({len(data)} bytes)")
+                    context.abort(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"the request is not a valid {name} ({len(data)} bytes)",
+                    )
                 yield request
 
         def argument(raw: Iterator[bytes], call: _Call, context):
@@ -184,11 +190,13 @@ class CallGuard(grpc.ServerInterceptor):
                 return parsed
             request = next(parsed, None)
             if request is None:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                              f"expected one {name}, the call carried none")
+                context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"expected one {name}, the call carried none"
+                )
             return request
 
         if handler.response_streaming:
+
             def behaviour(raw, context):
                 call = self._enter(klass, method, context, True, receive_limit)
                 responses = None
@@ -209,12 +217,13 @@ class CallGuard(grpc.ServerInterceptor):
                         self._leave(klass, call)
 
             return grpc.stream_stream_rpc_method_handler(
-                behaviour, request_deserializer=None,
-                response_serializer=handler.response_serializer)
+                behaviour,
+                request_deserializer=None,
+                response_serializer=handler.response_serializer,
+            )
 
         def unary_behaviour(raw, context):
-            call = self._enter(klass, method, context, handler.request_streaming,
-                               receive_limit)
+            call = self._enter(klass, method, context, handler.request_streaming, receive_limit)
             try:
                 return inner(argument(raw, call, context), context)
             except Exception as exc:
@@ -223,13 +232,21 @@ class CallGuard(grpc.ServerInterceptor):
                 self._leave(klass, call)
 
         return grpc.stream_unary_rpc_method_handler(
-            unary_behaviour, request_deserializer=None,
-            response_serializer=handler.response_serializer)
+            unary_behaviour,
+            request_deserializer=None,
+            response_serializer=handler.response_serializer,
+        )
 
     # -- accounting ---------------------------------------------------------------------------
 
-    def _enter(self, klass: CallClass | None, method: str, context, streaming: bool,
-               receive_limit: float | None) -> _Call:
+    def _enter(
+        self,
+        klass: CallClass | None,
+        method: str,
+        context,
+        streaming: bool,
+        receive_limit: float | None,
+    ) -> _Call:
         """Count a starting call, or refuse it with RESOURCE_EXHAUSTED over its class limit."""
         call = _Call(context, method, receive_limit)
         with self._lock:
@@ -240,9 +257,11 @@ class CallGuard(grpc.ServerInterceptor):
                 self._calls.add(call)
         if full:
             kind = "streams" if streaming else "calls"
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                          f"max concurrent {kind} reached on this server (at most {klass.limit} "
-                          f"{klass.name} {kind} at once); retry later")
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"max concurrent {kind} reached on this server (at most {klass.limit} "
+                f"{klass.name} {kind} at once); retry later",
+            )
         return call
 
     def _leave(self, klass: CallClass | None, call: _Call) -> None:
@@ -258,18 +277,31 @@ class CallGuard(grpc.ServerInterceptor):
         while not self._closed.wait(period):
             now = time.monotonic()
             with self._lock:
-                stuck = [c for c in self._calls
-                         if c.state == _SENDING and now - c.since > idle
-                         or c.state == _RECEIVING and now - c.since > c.receive_limit]
+                stuck = [
+                    c
+                    for c in self._calls
+                    if c.state == _SENDING
+                    and now - c.since > idle
+                    or c.state == _RECEIVING
+                    and now - c.since > c.receive_limit
+                ]
             for call in stuck:
                 with _idled_lock:
                     if call.context in _idled:
                         continue
                     _idled.add(call.context)
-                log.warning(json.dumps({
-                    "event": "idle_call_cancelled", "method": call.method,
-                    "peer": call.context.peer(), "waiting_for": (
-                        "client to read" if call.state == _SENDING else "client to send"),
-                    "seconds": round(now - call.since, 1)}, sort_keys=True))
+                log.warning(
+                    json.dumps(
+                        {
+                            "event": "idle_call_cancelled",
+                            "method": call.method,
+                            "peer": call.context.peer(),
+                            "waiting_for": (
+                                "client to read" if call.state == _SENDING else "client to send"
+                            ),
+                            "seconds": round(now - call.since, 1),
+                        },
+                        sort_keys=True,
+                    )
+                )
                 call.context.cancel()
-

@@ -1,6 +1,7 @@
 """What the two gRPC servers (serving, validator) share: :func:`build_server` assembles a bound
-server with the standard services beside their own (``grpc.health.v1`` and server reflection),
-TLS credentials, the bearer-token interceptor (:mod:`common.auth`), the call guard
+server from its config's :class:`~common.server_config.ServerTransport` (address, TLS, token,
+idle timeout) with the standard services beside their own (``grpc.health.v1`` and server
+reflection), TLS credentials, the bearer-token interceptor (:mod:`common.auth`), the call guard
 (:mod:`common.call_guard`: reserved capacity per call class, parsing inside the call, idle
 streams cancelled) and connection hygiene; :meth:`GrpcServer.stop` drains announcing
 NOT_SERVING first; :func:`termination_signals` waits for SIGTERM/SIGINT.
@@ -14,11 +15,11 @@ import ipaddress
 import logging
 import signal
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -27,6 +28,7 @@ from grpc_reflection.v1alpha import reflection
 from common.auth import BearerTokenInterceptor
 from common.call_guard import CallClass, CallGuard
 from common.errors import UserError
+from common.server_config import ServerTransport
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +63,17 @@ class Reserve:
     unary_calls: int = 4  # the services' control calls (GetModelInfo, ...)
 
 
-def call_classes(stream_name: str, stream_methods: Sequence[str], stream_limit: int,
-                 reserve: Reserve = Reserve()) -> list[CallClass]:
+def call_classes(
+    stream_name: str, stream_methods: Sequence[str], stream_limit: int, reserve: Reserve = Reserve()
+) -> list[CallClass]:
     """The call classes of a server whose long-lived RPCs are ``stream_methods``."""
-    return [CallClass(stream_name, tuple(stream_methods), stream_limit),
-            CallClass("reflection", ("/grpc.reflection.",), reserve.reflection_streams),
-            CallClass("health Watch", ("/grpc.health.v1.Health/Watch",), reserve.health_watches),
-            CallClass("health Check", ("/grpc.health.v1.Health/",), reserve.health_checks),
-            CallClass("unary", ("/",), reserve.unary_calls)]
+    return [
+        CallClass(stream_name, tuple(stream_methods), stream_limit),
+        CallClass("reflection", ("/grpc.reflection.",), reserve.reflection_streams),
+        CallClass("health Watch", ("/grpc.health.v1.Health/Watch",), reserve.health_watches),
+        CallClass("health Check", ("/grpc.health.v1.Health/",), reserve.health_checks),
+        CallClass("unary", ("/",), reserve.unary_calls),
+    ]
 
 
 def is_loopback(host: str) -> bool:
@@ -81,8 +86,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def server_credentials(tls_cert: Path | None, tls_key: Path | None,
-                       option: str = "--tls-cert/--tls-key") -> grpc.ServerCredentials | None:
+def server_credentials(
+    tls_cert: Path | None, tls_key: Path | None, option: str = "--tls-cert/--tls-key"
+) -> grpc.ServerCredentials | None:
     """TLS credentials from PEM files, or None (plaintext) when either is unset."""
     if tls_cert is None or tls_key is None:
         return None
@@ -127,36 +133,54 @@ class GrpcServer:
         return finished
 
 
-def build_server(*, service_name: str, add_servicers: Callable[[grpc.Server], None],
-                 stream_name: str, stream_methods: Sequence[str], stream_limit: int,
-                 host: str, port: int, token: str | None = None,
-                 credentials: grpc.ServerCredentials | None = None,
-                 max_message_bytes: int | None = None,
-                 stream_idle_seconds: float | None = 30.0,
-                 reserve: Reserve = Reserve()) -> GrpcServer:
+def build_server(
+    *,
+    service_name: str,
+    add_servicers: Callable[[grpc.Server], None],
+    stream_name: str,
+    stream_methods: Sequence[str],
+    stream_limit: int,
+    transport: ServerTransport,
+    max_message_bytes: int | None = None,
+    reserve: Reserve = Reserve(),
+) -> GrpcServer:
     """Build and bind a server for ``service_name`` (health NOT_SERVING until
-    :meth:`GrpcServer.set_serving`). ``add_servicers(server)`` adds the service's own
-    servicers; ``stream_methods`` (full ``/pkg.Service/Method`` names) are its long-lived RPCs,
-    at most ``stream_limit`` at once. Raises UserError when the address cannot be bound."""
+    :meth:`GrpcServer.set_serving`) where ``transport`` says (host, port, TLS files, token,
+    idle timeout). ``add_servicers(server)`` adds the service's own servicers;
+    ``stream_methods`` (full ``/pkg.Service/Method`` names) are its long-lived RPCs, at most
+    ``stream_limit`` at once. Raises UserError when the TLS files cannot be used or the address
+    cannot be bound."""
+    host, token = transport.host, transport.token
+    credentials = server_credentials(transport.tls_cert, transport.tls_key)
     if not token and not is_loopback(host):
-        log.warning("SECURITY: %s listens on %s without a token: anyone who can reach this "
-                    "address can call it (set a token, or bind 127.0.0.1)", service_name, host)
-    guard = CallGuard(call_classes(stream_name, stream_methods, stream_limit, reserve),
-                      stream_idle_seconds)
+        log.warning(
+            "SECURITY: %s listens on %s without a token: anyone who can reach this "
+            "address can call it (set a token, or bind 127.0.0.1)",
+            service_name,
+            host,
+        )
+    guard = CallGuard(
+        call_classes(stream_name, stream_methods, stream_limit, reserve),
+        transport.stream_idle_seconds,
+    )
     interceptors: list[grpc.ServerInterceptor] = [guard]
     if token:
         interceptors.insert(0, BearerTokenInterceptor(token))  # outermost: auth before parsing
     options = list(CONNECTION_OPTIONS)
     if max_message_bytes is not None:
-        options += [("grpc.max_send_message_length", max_message_bytes),
-                    ("grpc.max_receive_message_length", max_message_bytes)]
+        options += [
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+        ]
     server = grpc.server(
         ThreadPoolExecutor(guard.threads + SPARE_THREADS, thread_name_prefix="grpc-rpc"),
-        interceptors=interceptors, options=options)
+        interceptors=interceptors,
+        options=options,
+    )
     add_servicers(server)
     health_servicer = add_standard_services(server, service_name)
     try:
-        bound = bind(server, host, port, credentials)
+        bound = bind(server, host, transport.port, credentials)
     except UserError:
         guard.close()
         raise
@@ -170,15 +194,18 @@ def add_standard_services(server: grpc.Server, service_name: str) -> health.Heal
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        (service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
     return health_servicer
 
 
-def set_serving(health_servicer: health.HealthServicer, service_name: str,
-                serving: bool) -> None:
+def set_serving(health_servicer: health.HealthServicer, service_name: str, serving: bool) -> None:
     """SERVING or NOT_SERVING for the server as a whole ("") and for ``service_name``."""
-    status = (health_pb2.HealthCheckResponse.SERVING if serving
-              else health_pb2.HealthCheckResponse.NOT_SERVING)
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
     for service in ("", service_name):
         health_servicer.set(service, status)
 
@@ -190,14 +217,18 @@ def address(host: str, port: int) -> str:
     return f"{host}:{port}"
 
 
-def bind(server: grpc.Server, host: str, port: int,
-         credentials: grpc.ServerCredentials | None = None) -> int:
+def bind(
+    server: grpc.Server, host: str, port: int, credentials: grpc.ServerCredentials | None = None
+) -> int:
     """Add a (TLS when ``credentials``) listening port; return it (``port`` 0 picks a free
     one). Raises UserError when the address is in use or not available."""
     where = address(host, port)
     try:
-        bound = (server.add_secure_port(where, credentials) if credentials
-                 else server.add_insecure_port(where))
+        bound = (
+            server.add_secure_port(where, credentials)
+            if credentials
+            else server.add_insecure_port(where)
+        )
     except RuntimeError as exc:  # grpcio >= 1.55 raises where older versions returned 0
         raise UserError(f"cannot listen on {where}: {exc}") from None
     if not bound:

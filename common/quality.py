@@ -24,16 +24,20 @@ Per-image statistics for a classifier two-sample test live in :mod:`common.image
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
 # --- colour -------------------------------------------------------------------------------------
 _D65 = np.array([0.95047, 1.0, 1.08883])
-_RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
-                        [0.2126729, 0.7151522, 0.0721750],
-                        [0.0193339, 0.1191920, 0.9503041]])
+_RGB_TO_XYZ = np.array(
+    [
+        [0.4124564, 0.3575761, 0.1804375],
+        [0.2126729, 0.7151522, 0.0721750],
+        [0.0193339, 0.1191920, 0.9503041],
+    ]
+)
 _c = np.arange(256) / 255.0
 _LINEAR = np.where(_c <= 0.04045, _c / 12.92, ((_c + 0.055) / 1.055) ** 2.4)  # sRGB decoding LUT
 _LINEAR32 = _LINEAR.astype(np.float32)
@@ -45,7 +49,7 @@ def srgb_to_lab(images: np.ndarray) -> np.ndarray:
     xyz = _LINEAR32[np.asarray(images, np.uint8)] @ _TO_XYZ_WHITE  # float32 [..., 3]
     d = 6 / 29
     f = np.cbrt(xyz)
-    small = xyz <= d ** 3
+    small = xyz <= d**3
     f[small] = xyz[small] / (3 * d * d) + 4 / 29
     lab = np.empty_like(f)
     lab[..., 0] = 116 * f[..., 1] - 16
@@ -78,15 +82,17 @@ class ColourPool:
 
     def __init__(self, images: np.ndarray):
         lab = srgb_to_lab(images).reshape(len(images), -1, 3)
-        self.hists = [row_histograms(lab[..., c], lo, hi, int(hi - lo))
-                      for c, (lo, hi) in enumerate(LAB_RANGES)]
+        self.hists = [
+            row_histograms(lab[..., c], lo, hi, int(hi - lo))
+            for c, (lo, hi) in enumerate(LAB_RANGES)
+        ]
         self.background_rgb = background_colours(images)
         self.background_lab = srgb_to_lab(self.background_rgb).astype(np.float64)
 
     def __len__(self) -> int:
         return len(self.background_rgb)
 
-    def w1(self, idx, other: "ColourPool", other_idx) -> dict[str, float]:
+    def w1(self, idx, other: ColourPool, other_idx) -> dict[str, float]:
         """1-D Wasserstein distance (Lab units) per channel between the pooled pixels of the two
         subsets: the L1 distance of their CDFs on the 1-unit bins."""
         out = {}
@@ -122,8 +128,10 @@ def colour_distance(a: ColourPool, a_idx, b: ColourPool, b_idx, rng=None) -> dic
 def lab_moments(images: np.ndarray) -> dict[str, float]:
     """Mean and standard deviation of each CIELAB channel over all pixels of a set."""
     lab = srgb_to_lab(images).reshape(-1, 3)
-    return {**{f"mean_{n}": float(lab[:, i].mean()) for i, n in enumerate(LAB_NAMES)},
-            **{f"std_{n}": float(lab[:, i].std()) for i, n in enumerate(LAB_NAMES)}}
+    return {
+        **{f"mean_{n}": float(lab[:, i].mean()) for i, n in enumerate(LAB_NAMES)},
+        **{f"std_{n}": float(lab[:, i].std()) for i, n in enumerate(LAB_NAMES)},
+    }
 
 
 # --- Laplacian pyramid and sliced Wasserstein distance ------------------------------------------
@@ -134,9 +142,9 @@ def _convolve(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """Separable 2-D convolution of ``[N, H, W, C]`` with mirrored borders (scipy 'mirror' =
     numpy 'reflect', as cv2.pyrDown's BORDER_REFLECT_101)."""
     x = np.pad(x, ((0, 0), (2, 2), (0, 0), (0, 0)), mode="reflect")
-    x = sum(kernel[i] * x[:, i:i + x.shape[1] - 4] for i in range(5))
+    x = sum(kernel[i] * x[:, i : i + x.shape[1] - 4] for i in range(5))
     x = np.pad(x, ((0, 0), (0, 0), (2, 2), (0, 0)), mode="reflect")
-    return sum(kernel[i] * x[:, :, i:i + x.shape[2] - 4] for i in range(5))
+    return sum(kernel[i] * x[:, :, i : i + x.shape[2] - 4] for i in range(5))
 
 
 def pyr_down(x: np.ndarray) -> np.ndarray:
@@ -185,8 +193,15 @@ class SwdPool:
     how many to keep when every subset will hold m images.
     """
 
-    def __init__(self, images: np.ndarray, *, seed: int, nhoods_per_image: int = NHOODS_PER_IMAGE,
-                 directions: int = DIRECTIONS, max_descriptors: int = MAX_DESCRIPTORS):
+    def __init__(
+        self,
+        images: np.ndarray,
+        *,
+        seed: int,
+        nhoods_per_image: int = NHOODS_PER_IMAGE,
+        directions: int = DIRECTIONS,
+        max_descriptors: int = MAX_DESCRIPTORS,
+    ):
         n, size = len(images), images.shape[1]
         if images.shape[1] != images.shape[2] or size < 16:
             raise ValueError(f"SWD needs square images of at least 16 px, got {images.shape[1:3]}")
@@ -201,15 +216,19 @@ class SwdPool:
         self.sumsq = []  # the same of squares
         for level in laplacian_pyramid(images, len(self.resolutions)):
             s = level.shape[1]
-            yy = rng.integers(half, s - half, (n, nhoods_per_image))[:, :, None, None] + \
-                off[None, None, :, None]
-            xx = rng.integers(half, s - half, (n, nhoods_per_image))[:, :, None, None] + \
-                off[None, None, None, :]
+            yy = (
+                rng.integers(half, s - half, (n, nhoods_per_image))[:, :, None, None]
+                + off[None, None, :, None]
+            )
+            xx = (
+                rng.integers(half, s - half, (n, nhoods_per_image))[:, :, None, None]
+                + off[None, None, None, :]
+            )
             patches = level[np.arange(n)[:, None, None, None], yy, xx]  # [n, k, 7, 7, 3]
             patches = patches.reshape(n, nhoods_per_image, NHOOD * NHOOD, 3)
             wide = patches.astype(np.float64)
             self.sums.append(np.cumsum(wide.sum(2), axis=1))
-            self.sumsq.append(np.cumsum((wide ** 2).sum(2), axis=1))
+            self.sumsq.append(np.cumsum((wide**2).sum(2), axis=1))
             self.patches.append(patches.reshape(n, nhoods_per_image, -1))
 
     def __len__(self) -> int:
@@ -222,7 +241,7 @@ class SwdPool:
         k = max(1, min(self.patches[level].shape[1], self.max_descriptors // len(idx)))
         count = len(idx) * k * NHOOD * NHOOD
         mu = self.sums[level][idx, k - 1].sum(0) / count
-        sd = np.sqrt(np.maximum(self.sumsq[level][idx, k - 1].sum(0) / count - mu ** 2, 1e-12))
+        sd = np.sqrt(np.maximum(self.sumsq[level][idx, k - 1].sum(0) / count - mu**2, 1e-12))
         scale = np.tile(1 / sd, NHOOD * NHOOD)[:, None]  # descriptor layout: (position, channel)
         dirs = (self.dirs * scale).astype(np.float32)
         offset = (np.tile(mu, NHOOD * NHOOD)[:, None] * dirs).sum(0)
@@ -242,15 +261,17 @@ def swd(a: SwdPool, a_idx, b: SwdPool, b_idx, rng=None) -> dict[str, float]:
         raise ValueError("the SWD compares subsets of equal size")
     out = {}
     for level, res in enumerate(a.resolutions):
-        out[f"swd_{res}"] = 1e3 * float(np.abs(a._sorted(level, a_idx)
-                                               - b._sorted(level, b_idx)).mean())
+        out[f"swd_{res}"] = 1e3 * float(
+            np.abs(a._sorted(level, a_idx) - b._sorted(level, b_idx)).mean()
+        )
     out["swd_avg"] = float(np.mean(list(out.values())))
     return out
 
 
 # --- real-vs-synthetic beside real-vs-real ------------------------------------------------------
-Statistic = Callable[[object, np.ndarray, object, np.ndarray, np.random.Generator],
-                     dict[str, float]]
+Statistic = Callable[
+    [object, np.ndarray, object, np.ndarray, np.random.Generator], dict[str, float]
+]
 
 
 @dataclass(frozen=True)
@@ -266,6 +287,7 @@ class Spread:
     images (the real-only spread misses the variation that comes from which images a set
     holds when its halves use up the real set). z = (value - mean) / sd of the null.
     """
+
     value: dict[str, float]
     reference: dict[str, np.ndarray]
     null: dict[str, np.ndarray]
@@ -274,10 +296,16 @@ class Spread:
     def summary(self, name: str) -> dict[str, float]:
         ref, null = self.reference[name], self.null[name]
         sd = _sd(null)
-        return {"value": self.value[name], "real_vs_real_mean": float(ref.mean()),
-                "real_vs_real_sd": _sd(ref), "real_vs_real_p95": float(np.quantile(ref, 0.95)),
-                "real_vs_real_max": float(ref.max()), "null_mean": float(null.mean()),
-                "null_sd": sd, "z": (self.value[name] - float(null.mean())) / sd}
+        return {
+            "value": self.value[name],
+            "real_vs_real_mean": float(ref.mean()),
+            "real_vs_real_sd": _sd(ref),
+            "real_vs_real_p95": float(np.quantile(ref, 0.95)),
+            "real_vs_real_max": float(ref.max()),
+            "null_mean": float(null.mean()),
+            "null_sd": sd,
+            "z": (self.value[name] - float(null.mean())) / sd,
+        }
 
 
 def _sd(values: np.ndarray) -> float:
@@ -285,8 +313,16 @@ def _sd(values: np.ndarray) -> float:
     return max(sd, 1e-3 * abs(float(values.mean())), 1e-12)
 
 
-def compare_with_spread(statistic: Statistic, pool, n_real: int, *, repeats: int = 12,
-                        syn_repeats: int = 3, min_size: int = 4, seed: int = 0) -> Spread:
+def compare_with_spread(
+    statistic: Statistic,
+    pool,
+    n_real: int,
+    *,
+    repeats: int = 12,
+    syn_repeats: int = 3,
+    min_size: int = 4,
+    seed: int = 0,
+) -> Spread:
     """``pool`` holds the real images first (``n_real``), then the synthetic ones;
     ``statistic(pool, idx_a, pool, idx_b, rng) -> {name: value}`` compares two subsets. All
     comparisons use the set size m = min(n_synthetic, n_real // 2): distances between samples
@@ -294,19 +330,31 @@ def compare_with_spread(statistic: Statistic, pool, n_real: int, *, repeats: int
     n_syn = len(pool) - n_real
     m = min(n_syn, n_real // 2)
     if m < min_size:
-        raise ValueError(f"needs at least {2 * min_size} real and {min_size} synthetic images "
-                         f"(got {n_real} and {n_syn}): the real set is split in two halves")
+        raise ValueError(
+            f"needs at least {2 * min_size} real and {min_size} synthetic images "
+            f"(got {n_real} and {n_syn}): the real set is split in two halves"
+        )
     rng = np.random.default_rng(seed)
     reference, null, values = [], [], []
     for _ in range(repeats):
         perm = rng.permutation(n_real)
-        reference.append(statistic(pool, perm[:m], pool, perm[m:2 * m], rng))
+        reference.append(statistic(pool, perm[:m], pool, perm[m : 2 * m], rng))
         perm = rng.permutation(len(pool))
-        null.append(statistic(pool, perm[:m], pool, perm[m:2 * m], rng))
+        null.append(statistic(pool, perm[:m], pool, perm[m : 2 * m], rng))
     for _ in range(syn_repeats):
-        values.append(statistic(pool, rng.choice(n_real, m, replace=False), pool,
-                                n_real + rng.choice(n_syn, m, replace=False), rng))
+        values.append(
+            statistic(
+                pool,
+                rng.choice(n_real, m, replace=False),
+                pool,
+                n_real + rng.choice(n_syn, m, replace=False),
+                rng,
+            )
+        )
     names = list(reference[0])
-    return Spread({k: float(np.mean([v[k] for v in values])) for k in names},
-                  {k: np.array([r[k] for r in reference]) for k in names},
-                  {k: np.array([r[k] for r in null]) for k in names}, m)
+    return Spread(
+        {k: float(np.mean([v[k] for v in values])) for k in names},
+        {k: np.array([r[k] for r in reference]) for k in names},
+        {k: np.array([r[k] for r in null]) for k in names},
+        m,
+    )

@@ -37,7 +37,7 @@ step "2/5 export the best snapshot (lowest weight-free quality score, $OUT/run/q
 "$PY" -m trainer export --run "$OUT/run" --out "$OUT/model" --checkpoint best
 
 step "3/5 serve it over gRPC"
-port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$("$PY" -m common.net)  # a free port
 "$PY" -m serving serve --model "$OUT/model" --host 127.0.0.1 --port "$port" --metrics-port 0 \
   > "$OUT/server.log" 2>&1 &
 server_pid=$!
@@ -49,6 +49,9 @@ done
 "$PY" -m serving health --target "127.0.0.1:$port"
 
 step "4/5 fetch $COUNT images for seed 42 with the client"
+# A re-run re-exports, and the new model.onnx has another sha256 (tf2onnx's node names differ
+# between runs; the weights do not), so the client would rightly refuse the old folder.
+rm -rf "$OUT/synthetic"
 "$PY" -m serving.client --target "127.0.0.1:$port" --seed 42 --count "$COUNT" --out "$OUT/synthetic"
 cleanup; server_pid=""
 
@@ -57,7 +60,7 @@ features="$OUT/xception-random-71.onnx"
 if [[ ! -f "$features" ]]; then
   # No ImageNet weights can be downloaded here: the demo uses RANDOM Xception weights, and the
   # report says so on every page. With real weights: --weights imagenet (Keras cache) or PATH.h5.
-  "$PY" -m validator export-xception --weights random --size 71 --out "$features"
+  "$PY" -m trainer export-xception --weights random --size 71 --out "$features"
 fi
 set +e
 "$PY" -m validator validate --real "$DATA" --benign-malignant benign --synthetic "$OUT/synthetic" \

@@ -21,8 +21,9 @@ def open_channel(target: str, *, root_cert: Path | None = None) -> grpc.Channel:
         pem = Path(root_cert).read_bytes()
     except OSError as exc:
         raise UserError(f"cannot read the TLS root certificate {root_cert}: {exc}") from None
-    return grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=pem),
-                               options=options)
+    return grpc.secure_channel(
+        target, grpc.ssl_channel_credentials(root_certificates=pem), options=options
+    )
 
 
 def call_metadata(token: str | None) -> tuple[tuple[str, str], ...]:

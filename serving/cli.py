@@ -7,8 +7,8 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import grpc
 
@@ -37,25 +37,39 @@ then the listener closes and running streams get --grace-seconds to finish.
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m serving", description="dermsynth generation server (gRPC)",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="python -m serving",
+        description="dermsynth generation server (gRPC)",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="serve a model directory over gRPC", epilog=EPILOG,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve = sub.add_parser(
+        "serve",
+        help="serve a model directory over gRPC",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(serve, ServeConfig)
-    for name, text in (("health", "exit 0 iff the server's gRPC health check says SERVING"),
-                       ("info", "print the served model's manifest (GetModelInfo) as JSON")):
-        p = sub.add_parser(name, help=text, epilog=EPILOG,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, text in (
+        ("health", "exit 0 iff the server's gRPC health check says SERVING"),
+        ("info", "print the served model's manifest (GetModelInfo) as JSON"),
+    ):
+        p = sub.add_parser(
+            name, help=text, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
         p.add_argument("--target", required=True, help="server address HOST:PORT")
         p.add_argument("--tls-ca", type=Path, help="PEM root certificate: connect with TLS")
         p.add_argument("--timeout", type=float, default=5.0, help="seconds (default: 5)")
         if name == "health":
-            p.add_argument("--service", default="",
-                           help="service to check (default: '', the whole server)")
+            p.add_argument(
+                "--service", default="", help="service to check (default: '', the whole server)"
+            )
         else:
-            p.add_argument("--token", default=os.environ.get("DERMSYNTH_CLIENT_TOKEN"),
-                           help="bearer token (default: $DERMSYNTH_CLIENT_TOKEN)")
+            p.add_argument(
+                "--token",
+                default=os.environ.get("DERMSYNTH_CLIENT_TOKEN"),
+                help="bearer token (default: $DERMSYNTH_CLIENT_TOKEN)",
+            )
     return parser
 
 
@@ -67,15 +81,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         values = {k: v for k, v in vars(args).items() if k != "command"}
         return serve(resolve(ServeConfig, values, prefix=SERVE_ENV_PREFIX))
     if args.command == "health":
-        status = check_health(args.target, service=args.service, timeout=args.timeout,
-                              root_cert=args.tls_ca)
+        status = check_health(
+            args.target, service=args.service, timeout=args.timeout, root_cert=args.tls_ca
+        )
         print(status)
         return 0 if status == "SERVING" else 1
     try:
-        info = get_model_info(args.target, token=args.token, timeout=args.timeout,
-                              root_cert=args.tls_ca)
+        info = get_model_info(
+            args.target, token=args.token, timeout=args.timeout, root_cert=args.tls_ca
+        )
     except grpc.RpcError as exc:
-        raise UserError(f"GetModelInfo on {args.target} failed: {describe_rpc_error(exc)}")
+        raise UserError(
+            f"GetModelInfo on {args.target} failed: {describe_rpc_error(exc)}"
+        ) from None
     json.dump(model_info_dict(info), sys.stdout, indent=2, sort_keys=True)
     print()
     return 0

@@ -4,8 +4,9 @@ CLI ``python -m serving.client``.
 The folder holds ``{index:08d}.png`` files (each written to a temporary name, then renamed, so
 a file that exists is complete) and ``manifest.json`` (seed, the index ranges present, the
 model's info including its sha256; rewritten after every batch, so after a ``kill -9`` it lags
-the image files by at most one batch; the image files are the truth). Re-running the same command asks the server only for the missing
-index ranges; a folder holding another seed's or another model's images is refused (exit 2).
+the image files by at most one batch; the image files are the truth). Re-running the same
+command asks the server only for the missing index ranges; a folder holding another seed's or
+another model's images is refused (exit 2).
 """
 
 from __future__ import annotations
@@ -15,17 +16,17 @@ import json
 import os
 import re
 import sys
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import grpc
 from tqdm import tqdm
 
 from common.cli import run_cli
 from common.config import add_arguments, atomic_write_bytes, resolve
-from common.errors import UserError
+from common.errors import ReportedError, UserError
 from protos.dermsynth.v1 import generator_pb2 as pb
 from protos.dermsynth.v1 import generator_pb2_grpc as pb_grpc
 from serving.channel import call_metadata, describe_rpc_error, open_channel
@@ -42,10 +43,9 @@ class FolderMismatch(UserError):
     """The output folder holds images of another seed or model, or foreign files."""
 
 
-class FetchFailed(UserError):
-    """The server refused or broke off the call; what was written so far is kept."""
-
-    exit_code = 1
+class FetchFailed(ReportedError):
+    """The server refused or broke off the call (exit 1, not a usage error); what was written
+    so far is kept."""
 
 
 @dataclass(frozen=True)
@@ -56,11 +56,10 @@ class FetchResult:
     seed: int
     start_index: int
     count: int
-    written: int          # images received and written by this call
-    skipped: int          # images of the requested range already in the folder
+    written: int  # images received and written by this call
+    skipped: int  # images of the requested range already in the folder
     indices: tuple[int, ...]  # every index present in the folder afterwards
     model_sha256: str
-    manifest_path: Path
 
 
 def image_name(index: int) -> str:
@@ -109,8 +108,10 @@ def _check_folder(out_dir: Path, seed: int, model_sha256: str, present: set[int]
     path = out_dir / MANIFEST
     if not path.exists():
         if present:
-            raise FolderMismatch(f"{out_dir} holds {len(present)} image files but no {MANIFEST}: "
-                                 "they may come from another seed or model; use an empty folder")
+            raise FolderMismatch(
+                f"{out_dir} holds {len(present)} image files but no {MANIFEST}: "
+                "they may come from another seed or model; use an empty folder"
+            )
         return
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
@@ -119,15 +120,20 @@ def _check_folder(out_dir: Path, seed: int, model_sha256: str, present: set[int]
     if old.get("format") != MANIFEST_FORMAT:
         raise FolderMismatch(f"{path} is not a dermsynth fetch manifest; use a new folder")
     if old.get("seed") != seed:
-        raise FolderMismatch(f"{out_dir} holds images of seed {old.get('seed')}, not {seed}: "
-                             "use another folder for another seed")
+        raise FolderMismatch(
+            f"{out_dir} holds images of seed {old.get('seed')}, not {seed}: "
+            "use another folder for another seed"
+        )
     if old.get("model_sha256") != model_sha256:
-        raise FolderMismatch(f"{out_dir} holds images of model {old.get('model_sha256')}, but the "
-                             f"server serves model {model_sha256}: use another folder")
+        raise FolderMismatch(
+            f"{out_dir} holds images of model {old.get('model_sha256')}, but the "
+            f"server serves model {model_sha256}: use another folder"
+        )
 
 
-def missing_ranges(start: int, count: int, present: set[int], max_count: int
-                   ) -> Iterator[tuple[int, int]]:
+def missing_ranges(
+    start: int, count: int, present: set[int], max_count: int
+) -> Iterator[tuple[int, int]]:
     """(start_index, count) ranges of the indices in [start, start + count) not in
     ``present``, each at most ``max_count`` long."""
     run_start = None
@@ -140,24 +146,53 @@ def missing_ranges(start: int, count: int, present: set[int], max_count: int
             run_start = index if missing else None
 
 
-def _write_manifest(out_dir: Path, *, target: str, seed: int, start_index: int, count: int,
-                    info: dict, present: set[int], complete: bool = False) -> None:
+def _write_manifest(
+    out_dir: Path,
+    *,
+    target: str,
+    seed: int,
+    start_index: int,
+    count: int,
+    info: dict,
+    present: set[int],
+    complete: bool = False,
+) -> None:
     """Rewrite ``manifest.json``. During a fetch it is rewritten after every batch (without
     fsync: it only has to survive the process, e.g. a ``kill -9``), so it lags the image files
     by at most one batch; ``complete`` is true once the requested range is all present."""
-    doc = {"format": MANIFEST_FORMAT, "format_version": 2, "target": target, "seed": seed,
-           "start_index": start_index, "count": count, "encoding": "png",
-           "model_sha256": info["model_sha256"], "model": info, "complete": complete,
-           "updated": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-           "index_ranges": _ranges(present)}
-    atomic_write_bytes(out_dir / MANIFEST, (json.dumps(doc, indent=1) + "\n").encode(),
-                       fsync=complete)
+    doc = {
+        "format": MANIFEST_FORMAT,
+        "format_version": 2,
+        "target": target,
+        "seed": seed,
+        "start_index": start_index,
+        "count": count,
+        "encoding": "png",
+        "model_sha256": info["model_sha256"],
+        "model": info,
+        "complete": complete,
+        "updated": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "index_ranges": _ranges(present),
+    }
+    atomic_write_bytes(
+        out_dir / MANIFEST, (json.dumps(doc, indent=1) + "\n").encode(), fsync=complete
+    )
 
 
-def fetch(target: str, *, seed: int, count: int, out_dir: Path, start_index: int = 0,
-          batch_size: int = 64, token: str | None = None, root_cert: Path | None = None,
-          progress: bool = True, timeout: float | None = None,
-          on_batch: Callable[[int, int], None] | None = None) -> FetchResult:
+def fetch(
+    target: str,
+    *,
+    seed: int,
+    count: int,
+    out_dir: Path,
+    start_index: int = 0,
+    batch_size: int = 64,
+    token: str | None = None,
+    root_cert: Path | None = None,
+    progress: bool = True,
+    timeout: float | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> FetchResult:
     """Make ``out_dir`` hold images ``start_index .. start_index + count - 1`` of ``seed`` from
     the server at ``target``, fetching only those not already there.
 
@@ -167,16 +202,18 @@ def fetch(target: str, *, seed: int, count: int, out_dir: Path, start_index: int
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"--out {out_dir}: cannot create the output folder ({exc.strerror})"
-                        ) from None
+        raise UserError(
+            f"--out {out_dir}: cannot create the output folder ({exc.strerror})"
+        ) from None
     metadata = call_metadata(token)
     with open_channel(target, root_cert=root_cert) as channel:
         stub = pb_grpc.GeneratorStub(channel)
         try:
             info_msg = stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=30, metadata=metadata)
         except grpc.RpcError as exc:
-            raise FetchFailed(f"GetModelInfo on {target} failed: {describe_rpc_error(exc)}"
-                              ) from None
+            raise FetchFailed(
+                f"GetModelInfo on {target} failed: {describe_rpc_error(exc)}"
+            ) from None
         info = model_info_dict(info_msg)
         present = _present_indices(out_dir)
         _check_folder(out_dir, seed, info_msg.model_sha256, present)
@@ -187,27 +224,39 @@ def fetch(target: str, *, seed: int, count: int, out_dir: Path, start_index: int
         save = dict(target=target, seed=seed, start_index=start_index, count=count, info=info)
         _write_manifest(out_dir, present=present, **save)
         written = 0
-        bar = tqdm(total=count, initial=skipped, unit="img", disable=not progress,
-                   desc=f"seed {seed}")
+        bar = tqdm(
+            total=count, initial=skipped, unit="img", disable=not progress, desc=f"seed {seed}"
+        )
         try:
-            for first, n in missing_ranges(start_index, count, present,
-                                           info_msg.max_count or count):
-                request = pb.GenerateRequest(seed=seed, count=n, start_index=first,
-                                             batch_size=min(batch_size, n),
-                                             encoding=pb.ENCODING_PNG)
+            for first, n in missing_ranges(
+                start_index, count, present, info_msg.max_count or count
+            ):
+                request = pb.GenerateRequest(
+                    seed=seed,
+                    count=n,
+                    start_index=first,
+                    batch_size=min(batch_size, n),
+                    encoding=pb.ENCODING_PNG,
+                )
                 expected = first
                 call = stub.Generate(request, timeout=timeout, metadata=metadata)
                 for batch in call:
                     for image in batch.images:
-                        if (image.index != expected or image.seed != seed or not image.data
-                                or batch.encoding != pb.ENCODING_PNG):
+                        if (
+                            image.index != expected
+                            or image.seed != seed
+                            or not image.data
+                            or batch.encoding != pb.ENCODING_PNG
+                        ):
                             call.cancel()
                             raise FetchFailed(
                                 f"the server sent image (seed {image.seed}, index {image.index}, "
                                 f"{len(image.data)} bytes, encoding {batch.encoding}) where "
-                                f"(seed {seed}, index {expected}, PNG) was expected")
-                        atomic_write_bytes(out_dir / image_name(image.index), image.data,
-                                           fsync=False)
+                                f"(seed {seed}, index {expected}, PNG) was expected"
+                            )
+                        atomic_write_bytes(
+                            out_dir / image_name(image.index), image.data, fsync=False
+                        )
                         present.add(image.index)
                         expected += 1
                         written += 1
@@ -220,18 +269,29 @@ def fetch(target: str, *, seed: int, count: int, out_dir: Path, start_index: int
                             call.cancel()
                             raise
                 if expected != first + n:
-                    raise FetchFailed(f"the server ended the stream at index {expected}, "
-                                      f"before {first + n}")
+                    raise FetchFailed(
+                        f"the server ended the stream at index {expected}, before {first + n}"
+                    )
         except grpc.RpcError as exc:
-            raise FetchFailed(f"Generate on {target} failed: {describe_rpc_error(exc)}; kept "
-                              f"{written} new images in {out_dir}; run again to resume") from None
+            raise FetchFailed(
+                f"Generate on {target} failed: {describe_rpc_error(exc)}; kept "
+                f"{written} new images in {out_dir}; run again to resume"
+            ) from None
         finally:
             bar.close()
-            _write_manifest(out_dir, present=present, **save,
-                            complete=all(i in present for i in wanted))
-    return FetchResult(out_dir=out_dir, seed=seed, start_index=start_index, count=count,
-                       written=written, skipped=skipped, indices=tuple(sorted(present)),
-                       model_sha256=info_msg.model_sha256, manifest_path=out_dir / MANIFEST)
+            _write_manifest(
+                out_dir, present=present, **save, complete=all(i in present for i in wanted)
+            )
+    return FetchResult(
+        out_dir=out_dir,
+        seed=seed,
+        start_index=start_index,
+        count=count,
+        written=written,
+        skipped=skipped,
+        indices=tuple(sorted(present)),
+        model_sha256=info_msg.model_sha256,
+    )
 
 
 EPILOG = """examples:
@@ -249,15 +309,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m serving.client",
         description="fetch seeded synthetic images from a dermsynth server into a folder",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(parser, ClientConfig)
     config = resolve(ClientConfig, parser.parse_args(argv), prefix=CLIENT_ENV_PREFIX)
-    result = fetch(config.target, seed=config.seed, count=config.count, out_dir=config.out,
-                   start_index=config.start_index, batch_size=config.batch_size,
-                   token=config.token, root_cert=config.tls_ca, progress=config.progress,
-                   timeout=config.timeout)
-    print(f"{result.out_dir}: {result.written} images written, {result.skipped} already present "
-          f"(seed {result.seed}, model {result.model_sha256[:12]})")
+    result = fetch(
+        config.target,
+        seed=config.seed,
+        count=config.count,
+        out_dir=config.out,
+        start_index=config.start_index,
+        batch_size=config.batch_size,
+        token=config.token,
+        root_cert=config.tls_ca,
+        progress=config.progress,
+        timeout=config.timeout,
+    )
+    print(
+        f"{result.out_dir}: {result.written} images written, {result.skipped} already present "
+        f"(seed {result.seed}, model {result.model_sha256[:12]})"
+    )
     return 0
 
 

@@ -1,16 +1,17 @@
-"""The serving configs: ``ServeConfig`` (the server, env prefix DERMSYNTH_SERVE_) and
-``ClientConfig`` (the fetch client, env prefix DERMSYNTH_CLIENT_), each validated once through
-:mod:`common.config` (flags, then environment, then defaults)."""
+"""The serving configs: ``ServeConfig`` (the server, env prefix DERMSYNTH_SERVE_; how it
+listens, its TLS and token come from :class:`common.server_config.ServerTransport`, shared with
+the validator's server) and ``ClientConfig`` (the fetch client, env prefix DERMSYNTH_CLIENT_),
+each validated once through :mod:`common.config` (flags, then environment, then defaults)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
-from common.auth import check_token
-from common.config import option, to_dict
+from common.config import option
 from common.errors import ConfigError
+from common.server_config import ServerTransport, port_option
 
 SERVE_ENV_PREFIX = "DERMSYNTH_SERVE_"
 CLIENT_ENV_PREFIX = "DERMSYNTH_CLIENT_"
@@ -18,90 +19,121 @@ CLIENT_ENV_PREFIX = "DERMSYNTH_CLIENT_"
 MIB = 1 << 20
 
 
-@dataclass(frozen=True)
-class ServeConfig:
-    """Everything ``python -m serving serve`` needs; one place that validates it."""
+@dataclass(frozen=True, kw_only=True)
+class ServeConfig(ServerTransport):
+    """Everything ``python -m serving serve`` needs; one place that validates it. Keyword
+    arguments only."""
+
+    ENV_PREFIX: ClassVar[str] = SERVE_ENV_PREFIX
 
     model: Path = field(metadata=option("model directory holding model.onnx and model.json"))
-    host: str = field(default="127.0.0.1", metadata=option(
-        "address to listen on (0.0.0.0: every interface, as in the container image; set a "
-        "token then)"))
-    port: int = field(default=50051, metadata=option(
-        "gRPC port (0: pick a free port)", minimum=0, maximum=65535))
-    max_count: int = field(default=100_000, metadata=option(
-        "most images one Generate request may ask for", minimum=1, maximum=(1 << 32) - 1))
-    max_batch_size: int = field(default=256, metadata=option(
-        "most images per streamed ImageBatch", minimum=1, maximum=65536))
-    default_batch_size: int = field(default=32, metadata=option(
-        "images per ImageBatch when a request leaves batch_size at 0", minimum=1))
-    inference_batch: int = field(default=16, metadata=option(
-        "rows of every ONNX Runtime call: the model always runs on this fixed shape (the last "
-        "chunk of a request is padded), so image bytes never depend on the request's batch size",
-        minimum=1, maximum=4096))
-    max_streams: int = field(default=8, metadata=option(
-        "most Generate streams served at once; more get RESOURCE_EXHAUSTED", minimum=1,
-        maximum=1024))
-    max_message_bytes: int = field(default=64 * MIB, metadata=option(
-        "largest gRPC message the server sends or accepts; a batch that could exceed it is "
-        "refused with RESOURCE_EXHAUSTED", minimum=64 * 1024, maximum=2**31 - 1))
-    threads: int = field(default=0, metadata=option(
-        "ONNX Runtime intra-op threads per call (0: the machine's cores divided by "
-        "--inference-workers)", minimum=0))
-    inference_workers: int = field(default=2, metadata=option(
-        "ONNX Runtime calls in flight at once, across all streams; also how many chunks of one "
-        "stream are inferred concurrently. Two calls with half the cores each keep the cores "
-        "busy while one call's threads are preempted by gRPC or encoding work (bench/"
-        "serve_bench.py: 2 x 1 thread beat 1 x 2 threads on 2 cores). 1: one call after another",
-        minimum=1, maximum=64))
-    inter_threads: int = field(default=1, metadata=option(
-        "ONNX Runtime inter-op threads", minimum=1))
-    encode_threads: int = field(default=2, metadata=option(
-        "threads that turn model output into PNG/raw bytes while the next batch infers",
-        minimum=1, maximum=256))
-    prefetch: int = field(default=4, metadata=option(
-        "batches a stream may generate ahead of what the client has read", minimum=1,
-        maximum=64))
-    ort_spinning: bool = field(default=False, metadata=option(
-        "let ONNX Runtime's intra-op threads spin-wait between runs. Off by default: spinning "
-        "burns the cores that the encoder and gRPC threads need (on this project's shared 2-core "
-        "machine it halved throughput); try it on an otherwise idle machine"))
-    provider: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata=option(
-        "ONNX Runtime execution provider (auto: CUDA when available, else CPU)"))
-    grace_seconds: float = field(default=30.0, metadata=option(
-        "on SIGTERM/SIGINT, how long in-flight streams may run to completion", minimum=0))
-    drain_announce_seconds: float = field(default=2.0, metadata=option(
-        "on SIGTERM/SIGINT, how long health answers NOT_SERVING while calls are still accepted, "
-        "before the listener closes and --grace-seconds begins", minimum=0, maximum=300))
-    stream_idle_seconds: float = field(default=30.0, metadata=option(
-        "cancel a Generate stream whose client has not taken a batch for this long (a reader "
-        "that stopped reading), freeing its slot", minimum=0.1, maximum=86400))
-    metrics_port: int | None = field(default=9464, metadata=option(
-        "Prometheus metrics HTTP port (0: a free port; 'none': no metrics endpoint)",
-        minimum=0, maximum=65535))
-    tls_cert: Path | None = field(default=None, metadata=option(
-        "PEM certificate chain: serve TLS (needs --tls-key)"))
-    tls_key: Path | None = field(default=None, metadata=option("PEM private key for --tls-cert"))
-    token: str | None = field(default=None, repr=False, metadata=option(
-        "bearer token every call except the health check must carry as 'authorization: Bearer "
-        "<token>' metadata (better set as $DERMSYNTH_SERVE_TOKEN than as a flag)"))
+    port: int = port_option(50051)
+    max_count: int = field(
+        default=100_000,
+        metadata=option(
+            "most images one Generate request may ask for", minimum=1, maximum=(1 << 32) - 1
+        ),
+    )
+    max_batch_size: int = field(
+        default=256,
+        metadata=option("most images per streamed ImageBatch", minimum=1, maximum=65536),
+    )
+    default_batch_size: int = field(
+        default=32,
+        metadata=option("images per ImageBatch when a request leaves batch_size at 0", minimum=1),
+    )
+    inference_batch: int = field(
+        default=16,
+        metadata=option(
+            "rows of every ONNX Runtime call: the model always runs on this fixed shape (the last "
+            "chunk of a request is padded), so image bytes never depend on the request's batch "
+            "size",
+            minimum=1,
+            maximum=4096,
+        ),
+    )
+    max_streams: int = field(
+        default=8,
+        metadata=option(
+            "most Generate streams served at once; more get RESOURCE_EXHAUSTED",
+            minimum=1,
+            maximum=1024,
+        ),
+    )
+    max_message_bytes: int = field(
+        default=64 * MIB,
+        metadata=option(
+            "largest gRPC message the server sends or accepts; a batch that could exceed it is "
+            "refused with RESOURCE_EXHAUSTED",
+            minimum=64 * 1024,
+            maximum=2**31 - 1,
+        ),
+    )
+    threads: int = field(
+        default=0,
+        metadata=option(
+            "ONNX Runtime intra-op threads per call (0: the machine's cores divided by "
+            "--inference-workers)",
+            minimum=0,
+        ),
+    )
+    inference_workers: int = field(
+        default=2,
+        metadata=option(
+            "ONNX Runtime calls in flight at once, across all streams; also how many chunks of one "
+            "stream are inferred concurrently. Two calls with half the cores each keep the cores "
+            "busy while one call's threads are preempted by gRPC or encoding work (measure yours "
+            "with bench/serve_bench.py). 1: one call after another",
+            minimum=1,
+            maximum=64,
+        ),
+    )
+    inter_threads: int = field(
+        default=1, metadata=option("ONNX Runtime inter-op threads", minimum=1)
+    )
+    encode_threads: int = field(
+        default=2,
+        metadata=option(
+            "threads that turn model output into PNG/raw bytes while the next batch infers",
+            minimum=1,
+            maximum=256,
+        ),
+    )
+    prefetch: int = field(
+        default=4,
+        metadata=option(
+            "batches a stream may generate ahead of what the client has read", minimum=1, maximum=64
+        ),
+    )
+    ort_spinning: bool = field(
+        default=False,
+        metadata=option(
+            "let ONNX Runtime's intra-op threads spin-wait between runs. Off by default: spinning "
+            "burns the cores that the encoder and gRPC threads need; try it on an otherwise idle "
+            "machine"
+        ),
+    )
+    provider: Literal["auto", "cpu", "cuda"] = field(
+        default="auto",
+        metadata=option("ONNX Runtime execution provider (auto: CUDA when available, else CPU)"),
+    )
+    metrics_port: int | None = field(
+        default=9464,
+        metadata=option(
+            "Prometheus metrics HTTP port (0: a free port; 'none': no metrics endpoint)",
+            minimum=0,
+            maximum=65535,
+        ),
+    )
 
     def validate(self) -> None:
-        """Checks that span fields or touch the file system."""
+        """Checks that span fields or touch the file system (the transport's first)."""
+        ServerTransport.validate(self)
         if self.default_batch_size > self.max_batch_size:
-            raise ConfigError(f"--default-batch-size ({self.default_batch_size}) is above "
-                              f"--max-batch-size ({self.max_batch_size})")
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise ConfigError("--tls-cert and --tls-key go together: give both or neither")
-        for name, path in (("--tls-cert", self.tls_cert), ("--tls-key", self.tls_key)):
-            if path is not None and not path.is_file():
-                raise ConfigError(f"{name}: {path} is not a file")
-        check_token(self.token)
-
-    def for_log(self) -> dict:
-        """The resolved config as a JSON-ready dict with the token redacted (logged at start)."""
-        out = to_dict(self)
-        out["token"] = "<set>" if self.token else None
-        return out
+            raise ConfigError(
+                f"--default-batch-size ({self.default_batch_size}) is above "
+                f"--max-batch-size ({self.max_batch_size})"
+            )
 
 
 @dataclass(frozen=True)
@@ -112,15 +144,22 @@ class ClientConfig:
     seed: int = field(metadata=option("seed of the image set", minimum=0, maximum=(1 << 64) - 1))
     count: int = field(metadata=option("number of images", minimum=1))
     out: Path = field(metadata=option("output folder ({index:08d}.png and manifest.json)"))
-    start_index: int = field(default=0, metadata=option(
-        "index of the first image", minimum=0, maximum=(1 << 64) - 1))
+    start_index: int = field(
+        default=0, metadata=option("index of the first image", minimum=0, maximum=(1 << 64) - 1)
+    )
     batch_size: int = field(default=64, metadata=option("images per streamed batch", minimum=1))
-    token: str | None = field(default=None, repr=False, metadata=option(
-        "bearer token (better set as $DERMSYNTH_CLIENT_TOKEN than as a flag)"))
-    tls_ca: Path | None = field(default=None, metadata=option(
-        "PEM root certificate: connect with TLS and trust this CA"))
-    timeout: float | None = field(default=None, metadata=option(
-        "deadline in seconds for each Generate call (default: none)", minimum=0))
+    token: str | None = field(
+        default=None,
+        repr=False,
+        metadata=option("bearer token (better set as $DERMSYNTH_CLIENT_TOKEN than as a flag)"),
+    )
+    tls_ca: Path | None = field(
+        default=None, metadata=option("PEM root certificate: connect with TLS and trust this CA")
+    )
+    timeout: float | None = field(
+        default=None,
+        metadata=option("deadline in seconds for each Generate call (default: none)", minimum=0),
+    )
     progress: bool = field(default=True, metadata=option("show a progress bar"))
 
     def validate(self) -> None:

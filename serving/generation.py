@@ -23,12 +23,13 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, wait
-from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image as PILImage
 
+from common.images import to_uint8
 from protos.dermsynth.v1 import generator_pb2 as pb
 from serving.latents import latents
 from serving.model import GeneratorModel
@@ -40,28 +41,21 @@ PNG_COMPRESS_LEVEL = 1
 _POLL_SECONDS = 0.05
 
 
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """Map model output in [-1, 1] to uint8: round((x + 1) * 127.5) (half to even), clipped."""
-    x = np.add(images, 1.0, dtype=np.float32)
-    x *= np.float32(127.5)
-    np.rint(x, out=x)
-    np.clip(x, 0, 255, out=x)
-    return x.astype(np.uint8)
-
-
 def encode_png(pixels: np.ndarray) -> bytes:
     """Lossless 8-bit RGB PNG of one uint8 [H, W, 3] image."""
     buf = io.BytesIO()
-    PILImage.fromarray(pixels).save(buf, format="PNG",
-                                                 compress_level=PNG_COMPRESS_LEVEL)
+    PILImage.fromarray(pixels).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buf.getvalue()
 
 
-def output_chunks(model: GeneratorModel, plan: GenerationPlan,
-                  stop: threading.Event | None = None,
-                  on_inference: Callable[[float], None] | None = None,
-                  runner: Executor | None = None, lookahead: int = 1
-                  ) -> Iterator[tuple[int, np.ndarray]]:
+def output_chunks(
+    model: GeneratorModel,
+    plan: GenerationPlan,
+    stop: threading.Event | None = None,
+    on_inference: Callable[[float], None] | None = None,
+    runner: Executor | None = None,
+    lookahead: int = 1,
+) -> Iterator[tuple[int, np.ndarray]]:
     """(first index, float32 [n, H, W, C] model output) for the plan's images, one fixed-shape
     chunk at a time, in order.
 
@@ -113,8 +107,9 @@ def output_chunks(model: GeneratorModel, plan: GenerationPlan,
         wait([future for _, future in pending])
 
 
-def regroup(chunks: Iterator[tuple[int, np.ndarray]], batch_size: int
-            ) -> Iterator[tuple[int, np.ndarray]]:
+def regroup(
+    chunks: Iterator[tuple[int, np.ndarray]], batch_size: int
+) -> Iterator[tuple[int, np.ndarray]]:
     """Regroup consecutive (first index, rows) chunks into batches of ``batch_size`` rows
     (the last batch may be smaller)."""
     pending: list[np.ndarray] = []
@@ -144,9 +139,14 @@ def build_batch(plan: GenerationPlan, first_index: int, outputs: np.ndarray) -> 
         data = [p.tobytes() for p in pixels]
     height, width, channels = pixels.shape[1:]
     return pb.ImageBatch(
-        images=[pb.Image(index=first_index + i, seed=plan.seed, data=d)
-                for i, d in enumerate(data)],
-        encoding=plan.encoding, height=height, width=width, channels=channels)
+        images=[
+            pb.Image(index=first_index + i, seed=plan.seed, data=d) for i, d in enumerate(data)
+        ],
+        encoding=plan.encoding,
+        height=height,
+        width=width,
+        channels=channels,
+    )
 
 
 class StreamCancelled(Exception):
@@ -162,25 +162,30 @@ class BatchStream:
     Use :meth:`next_batch` from the RPC's thread; :meth:`cancel` from any thread.
     """
 
-    def __init__(self, model: GeneratorModel, plan: GenerationPlan, *, encoders: Executor,
-                 prefetch: int = 2, on_inference: Callable[[float], None] | None = None,
-                 runner: Executor | None = None, lookahead: int = 1) -> None:
+    def __init__(
+        self,
+        model: GeneratorModel,
+        plan: GenerationPlan,
+        *,
+        encoders: Executor,
+        prefetch: int = 2,
+        on_inference: Callable[[float], None] | None = None,
+        runner: Executor | None = None,
+        lookahead: int = 1,
+    ) -> None:
         self._model, self._plan, self._encoders = model, plan, encoders
         self._runner, self._lookahead = runner, lookahead
         self._on_inference = on_inference
         self._queue: queue.Queue = queue.Queue(maxsize=prefetch)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._produce, name="dermsynth-producer",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._produce, name="dermsynth-producer", daemon=True
+        )
         self._thread.start()
 
     def cancel(self) -> None:
         """Stop producing (before the next chunk) and wake a blocked reader."""
         self._stop.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._stop.is_set()
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
@@ -196,8 +201,14 @@ class BatchStream:
 
     def _produce(self) -> None:
         try:
-            chunks = output_chunks(self._model, self._plan, self._stop, self._on_inference,
-                                   self._runner, self._lookahead)
+            chunks = output_chunks(
+                self._model,
+                self._plan,
+                self._stop,
+                self._on_inference,
+                self._runner,
+                self._lookahead,
+            )
             for first, outputs in regroup(chunks, self._plan.batch_size):
                 future = self._encoders.submit(build_batch, self._plan, first, outputs)
                 if not self._put(future):

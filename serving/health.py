@@ -13,8 +13,9 @@ from protos.dermsynth.v1 import generator_pb2_grpc as pb_grpc
 from serving.channel import call_metadata, open_channel
 
 
-def check_health(target: str, *, service: str = "", timeout: float = 5.0,
-                 root_cert: Path | None = None) -> str:
+def check_health(
+    target: str, *, service: str = "", timeout: float = 5.0, root_cert: Path | None = None
+) -> str:
     """The health status name of ``service`` at ``target`` ("SERVING", "NOT_SERVING", ...),
     or "UNREACHABLE: <reason>" when the call fails."""
     with open_channel(target, root_cert=root_cert) as channel:
@@ -26,9 +27,11 @@ def check_health(target: str, *, service: str = "", timeout: float = 5.0,
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 
-def get_model_info(target: str, *, token: str | None = None, timeout: float = 10.0,
-                   root_cert: Path | None = None) -> pb.ModelInfo:
+def get_model_info(
+    target: str, *, token: str | None = None, timeout: float = 10.0, root_cert: Path | None = None
+) -> pb.ModelInfo:
     """GetModelInfo of the server at ``target``; raises grpc.RpcError on failure."""
     with open_channel(target, root_cert=root_cert) as channel:
         return pb_grpc.GeneratorStub(channel).GetModelInfo(
-            pb.GetModelInfoRequest(), timeout=timeout, metadata=call_metadata(token))
+            pb.GetModelInfoRequest(), timeout=timeout, metadata=call_metadata(token)
+        )

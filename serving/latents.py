@@ -27,8 +27,9 @@ def latent(seed: int, index: int, latent_dim: int) -> np.ndarray:
     return rng.standard_normal(latent_dim, dtype=np.float32)
 
 
-def latents(seed: int, start_index: int, count: int, latent_dim: int,
-            out: np.ndarray | None = None) -> np.ndarray:
+def latents(
+    seed: int, start_index: int, count: int, latent_dim: int, out: np.ndarray | None = None
+) -> np.ndarray:
     """Latents of images ``start_index .. start_index + count - 1``, float32 [count, latent_dim].
 
     When ``out`` is given (float32, at least ``count`` rows) the rows are written into it and it

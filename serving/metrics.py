@@ -24,16 +24,24 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.images = Counter("dermsynth_images_generated", "Images sent to clients",
-                              ["encoding"], registry=self.registry)
-        self.requests = Counter("dermsynth_requests", "Generate calls by outcome", ["outcome"],
-                                registry=self.registry)
+        self.images = Counter(
+            "dermsynth_images_generated",
+            "Images sent to clients",
+            ["encoding"],
+            registry=self.registry,
+        )
+        self.requests = Counter(
+            "dermsynth_requests", "Generate calls by outcome", ["outcome"], registry=self.registry
+        )
         self.inference_seconds = Histogram(
             "dermsynth_inference_batch_seconds",
-            "Seconds of one ONNX Runtime call on a fixed-shape chunk", buckets=_BUCKETS,
-            registry=self.registry)
-        self.active_streams = Gauge("dermsynth_active_streams", "Generate streams in flight",
-                                    registry=self.registry)
+            "Seconds of one ONNX Runtime call on a fixed-shape chunk",
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.active_streams = Gauge(
+            "dermsynth_active_streams", "Generate streams in flight", registry=self.registry
+        )
         self._http = None
 
     def serve_http(self, host: str, port: int) -> int:
@@ -42,8 +50,9 @@ class Metrics:
         try:
             self._http, _thread = start_http_server(port, addr=host, registry=self.registry)
         except OSError as exc:
-            raise UserError(f"cannot serve metrics on {host}:{port}: "
-                            f"{exc.strerror or exc}") from None
+            raise UserError(
+                f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}"
+            ) from None
         return self._http.server_address[1]
 
     def stop_http(self) -> None:

@@ -1,8 +1,9 @@
 """Loading the exported generator into ONNX Runtime, checked against its manifest.
 
-:func:`load_model` refuses (with :class:`~serving.manifest.ModelError`) a missing or corrupt
-model, a model.onnx whose sha256 differs from the manifest's, and a graph whose input/output
-names, element types or shapes disagree with the manifest (latent_dim, resolution, channels).
+:func:`load_model` refuses (with :class:`ModelError`) a missing or corrupt model directory or
+manifest (:meth:`common.manifest.ModelManifest.load`), a model.onnx whose sha256 differs from
+the manifest's, and a graph whose input/output names, element types or shapes disagree with
+the manifest (latent_dim, resolution, channels).
 It then runs one warm-up call of the fixed inference shape, which both checks the concrete
 output shape and moves ONNX Runtime's first-call cost out of the first request.
 """
@@ -17,13 +18,17 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from common.hashing import sha256_file
-from serving.manifest import Manifest, ModelError, read_manifest
+from common.errors import UserError
+from common.manifest import ManifestError, ModelManifest
 
 log = logging.getLogger(__name__)
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+
+
+class ModelError(UserError):
+    """The model directory is missing, corrupt, or its manifest does not match the graph."""
 
 
 def choose_providers(provider: str) -> list[str]:
@@ -33,8 +38,10 @@ def choose_providers(provider: str) -> list[str]:
         return [CPU]
     if provider == "cuda":
         if CUDA not in available:
-            raise ModelError(f"--provider cuda: {CUDA} is not available in this onnxruntime "
-                             f"build (available: {', '.join(available)}); install onnxruntime-gpu")
+            raise ModelError(
+                f"--provider cuda: {CUDA} is not available in this onnxruntime "
+                f"build (available: {', '.join(available)}); install onnxruntime-gpu"
+            )
         return [CUDA, CPU]
     return [CUDA, CPU] if CUDA in available else [CPU]
 
@@ -44,7 +51,7 @@ class GeneratorModel:
     """An ONNX Runtime session of a dermsynth generator, always run on [inference_batch, L]."""
 
     model_dir: Path
-    manifest: Manifest
+    manifest: ModelManifest
     session: ort.InferenceSession
     inference_batch: int
 
@@ -66,66 +73,79 @@ class GeneratorModel:
         [inference_batch, latent_dim]. The fixed shape is what keeps outputs bit-identical
         whatever batch a request asks for (kernels may be chosen per shape)."""
         if latents.shape != (self.inference_batch, self.latent_dim):
-            raise ValueError(f"latents must be {(self.inference_batch, self.latent_dim)}, "
-                             f"got {latents.shape}")
-        return self.session.run([self.manifest.output_name],
-                                {self.manifest.input_name: latents})[0]
+            raise ValueError(
+                f"latents must be {(self.inference_batch, self.latent_dim)}, got {latents.shape}"
+            )
+        return self.session.run([self.manifest.output_name], {self.manifest.input_name: latents})[0]
 
 
 def _dims(value_info) -> list:
     return list(value_info.shape)
 
 
-def _check_graph(session: ort.InferenceSession, manifest: Manifest, onnx_path: Path) -> None:
+def _check_graph(session: ort.InferenceSession, manifest: ModelManifest, onnx_path: Path) -> None:
     inputs = {i.name: i for i in session.get_inputs()}
     outputs = {o.name: o for o in session.get_outputs()}
     if len(inputs) != 1 or manifest.input_name not in inputs:
-        raise ModelError(f"{onnx_path}: the graph's inputs {sorted(inputs)} do not match the "
-                         f"manifest's input_name {manifest.input_name!r}")
+        raise ModelError(
+            f"{onnx_path}: the graph's inputs {sorted(inputs)} do not match the "
+            f"manifest's input_name {manifest.input_name!r}"
+        )
     if manifest.output_name not in outputs:
-        raise ModelError(f"{onnx_path}: the graph's outputs {sorted(outputs)} do not include the "
-                         f"manifest's output_name {manifest.output_name!r}")
+        raise ModelError(
+            f"{onnx_path}: the graph's outputs {sorted(outputs)} do not include the "
+            f"manifest's output_name {manifest.output_name!r}"
+        )
     inp, out = inputs[manifest.input_name], outputs[manifest.output_name]
     for what, info in (("input", inp), ("output", out)):
         if info.type != "tensor(float)":
-            raise ModelError(f"{onnx_path}: {what} {info.name!r} is {info.type}, expected "
-                             "tensor(float)")
+            raise ModelError(
+                f"{onnx_path}: {what} {info.name!r} is {info.type}, expected tensor(float)"
+            )
     in_dims = _dims(inp)
     if len(in_dims) != 2 or (isinstance(in_dims[1], int) and in_dims[1] != manifest.latent_dim):
-        raise ModelError(f"{onnx_path}: input {inp.name!r} has shape {in_dims}, but the manifest "
-                         f"says latent_dim {manifest.latent_dim} ([N, {manifest.latent_dim}])")
+        raise ModelError(
+            f"{onnx_path}: input {inp.name!r} has shape {in_dims}, but the manifest "
+            f"says latent_dim {manifest.latent_dim} ([N, {manifest.latent_dim}])"
+        )
     want = [manifest.resolution, manifest.resolution, manifest.channels]
     out_dims = _dims(out)
     if len(out_dims) != 4 or any(isinstance(d, int) and d != w for d, w in zip(out_dims[1:], want)):
-        raise ModelError(f"{onnx_path}: output {out.name!r} has shape {out_dims}, but the "
-                         f"manifest says [N, {', '.join(map(str, want))}] (resolution "
-                         f"{manifest.resolution}, NHWC)")
+        raise ModelError(
+            f"{onnx_path}: output {out.name!r} has shape {out_dims}, but the "
+            f"manifest says [N, {', '.join(map(str, want))}] (resolution "
+            f"{manifest.resolution}, NHWC)"
+        )
 
 
-def load_model(model_dir: Path, *, provider: str = "auto", threads: int = 0,
-               inter_threads: int = 1, inference_batch: int = 16,
-               spinning: bool = False) -> GeneratorModel:
+def load_model(
+    model_dir: Path,
+    *,
+    provider: str = "auto",
+    threads: int = 0,
+    inter_threads: int = 1,
+    inference_batch: int = 16,
+    spinning: bool = False,
+) -> GeneratorModel:
     """Load and check ``model_dir`` (model.json + model.onnx); raise ModelError if unusable.
 
     ``spinning``: whether ONNX Runtime's intra-op threads spin-wait for work between runs.
     """
     model_dir = Path(model_dir)
-    manifest = read_manifest(model_dir)
-    onnx_path = model_dir / manifest.onnx_file
-    if not onnx_path.is_file():
-        raise ModelError(f"{onnx_path} is missing (named by {model_dir / 'model.json'})")
-    actual = sha256_file(onnx_path)
-    if actual != manifest.onnx_sha256:
-        raise ModelError(f"{onnx_path} has sha256 {actual}, but model.json says "
-                         f"{manifest.onnx_sha256}: the file is corrupt or was replaced")
+    try:
+        manifest = ModelManifest.load(model_dir)
+        onnx_path = manifest.check_onnx(model_dir)
+    except ManifestError as exc:
+        raise ModelError(str(exc)) from None
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = inter_threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     try:
-        session = ort.InferenceSession(str(onnx_path), options,
-                                       providers=choose_providers(provider))
+        session = ort.InferenceSession(
+            str(onnx_path), options, providers=choose_providers(provider)
+        )
     except ModelError:
         raise
     except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
@@ -137,15 +157,24 @@ def load_model(model_dir: Path, *, provider: str = "auto", threads: int = 0,
     except Exception as exc:
         raise ModelError(f"{onnx_path}: a warm-up run failed: {exc}") from None
     if out.shape != (inference_batch, *model.image_shape) or out.dtype != np.float32:
-        raise ModelError(f"{onnx_path}: the model returned {out.dtype} {out.shape}, expected "
-                         f"float32 {(inference_batch, *model.image_shape)}")
-    log.info("loaded %s (sha256 %s, %d px, latent %d) on %s", onnx_path, actual[:12],
-             manifest.resolution, manifest.latent_dim, model.provider)
+        raise ModelError(
+            f"{onnx_path}: the model returned {out.dtype} {out.shape}, expected "
+            f"float32 {(inference_batch, *model.image_shape)}"
+        )
+    log.info(
+        "loaded %s (sha256 %s, %d px, latent %d) on %s",
+        onnx_path,
+        manifest.onnx_sha256[:12],
+        manifest.resolution,
+        manifest.latent_dim,
+        model.provider,
+    )
     return model
 
 
-class ModelSlot:
-    """The servicer's reference to the loaded model; None until one is loaded (UNAVAILABLE)."""
+class ModelHolder:
+    """The servicer's reference to the loaded model (swapped under a lock); None until one is
+    loaded (UNAVAILABLE)."""
 
     def __init__(self, model: GeneratorModel | None = None) -> None:
         self._lock = threading.Lock()

@@ -48,10 +48,6 @@ class GenerationPlan:
     def encoding_name(self) -> str:
         return ENCODINGS[self.encoding]
 
-    @property
-    def batches(self) -> int:
-        return -(-self.count // self.batch_size)
-
 
 class RequestRejected(Exception):
     """A request the server refuses; carries the gRPC status code and a message."""
@@ -62,8 +58,9 @@ class RequestRejected(Exception):
         self.message = message
 
 
-def max_batch_message_bytes(batch_size: int, image_shape: tuple[int, int, int],
-                            encoding: int) -> int:
+def max_batch_message_bytes(
+    batch_size: int, image_shape: tuple[int, int, int], encoding: int
+) -> int:
     """Upper bound on the serialized size of one ImageBatch of ``batch_size`` images."""
     h, w, c = image_shape
     per_image = h * w * c + PER_IMAGE_OVERHEAD
@@ -72,30 +69,50 @@ def max_batch_message_bytes(batch_size: int, image_shape: tuple[int, int, int],
     return PER_BATCH_OVERHEAD + batch_size * per_image
 
 
-def plan_request(request: pb.GenerateRequest, limits: Limits,
-                 image_shape: tuple[int, int, int]) -> GenerationPlan:
+def plan_request(
+    request: pb.GenerateRequest, limits: Limits, image_shape: tuple[int, int, int]
+) -> GenerationPlan:
     """Check ``request``; return its plan or raise RequestRejected."""
     invalid, exhausted = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED
     if request.count < 1:
         raise RequestRejected(invalid, "count: must be at least 1")
     if request.start_index + request.count - 1 > UINT64_MAX:
-        raise RequestRejected(invalid, f"start_index: {request.start_index} + count "
-                              f"{request.count} - 1 does not fit in 64 bits")
+        raise RequestRejected(
+            invalid,
+            f"start_index: {request.start_index} + count "
+            f"{request.count} - 1 does not fit in 64 bits",
+        )
     encoding = request.encoding or pb.ENCODING_PNG
     if encoding not in ENCODINGS:
-        raise RequestRejected(invalid, f"encoding: {request.encoding} is not a known Encoding "
-                              "(ENCODING_PNG=1, ENCODING_RAW_RGB8=2)")
+        raise RequestRejected(
+            invalid,
+            f"encoding: {request.encoding} is not a known Encoding "
+            "(ENCODING_PNG=1, ENCODING_RAW_RGB8=2)",
+        )
     batch_size = request.batch_size or limits.default_batch_size
     if request.count > limits.max_count:
-        raise RequestRejected(exhausted, f"count: {request.count} is above this server's limit "
-                              f"of {limits.max_count} images per request; split the request")
+        raise RequestRejected(
+            exhausted,
+            f"count: {request.count} is above this server's limit "
+            f"of {limits.max_count} images per request; split the request",
+        )
     if batch_size > limits.max_batch_size:
-        raise RequestRejected(exhausted, f"batch_size: {batch_size} is above this server's limit "
-                              f"of {limits.max_batch_size}")
+        raise RequestRejected(
+            exhausted,
+            f"batch_size: {batch_size} is above this server's limit of {limits.max_batch_size}",
+        )
     needed = max_batch_message_bytes(min(batch_size, request.count), image_shape, encoding)
     if needed > limits.max_message_bytes:
-        raise RequestRejected(exhausted, f"batch_size: a batch of {batch_size} images may take "
-                              f"{needed} bytes, above this server's max message size of "
-                              f"{limits.max_message_bytes}; ask for a smaller batch_size")
-    return GenerationPlan(seed=request.seed, start_index=request.start_index,
-                          count=request.count, batch_size=batch_size, encoding=encoding)
+        raise RequestRejected(
+            exhausted,
+            f"batch_size: a batch of {batch_size} images may take "
+            f"{needed} bytes, above this server's max message size of "
+            f"{limits.max_message_bytes}; ask for a smaller batch_size",
+        )
+    return GenerationPlan(
+        seed=request.seed,
+        start_index=request.start_index,
+        count=request.count,
+        batch_size=batch_size,
+        encoding=encoding,
+    )

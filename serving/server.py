@@ -18,14 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from common.errors import UserError
-from common.grpc_server import GrpcServer, build_server, server_credentials, termination_signals
+from common.grpc_server import GrpcServer, build_server, termination_signals
 from protos.dermsynth.v1 import generator_pb2 as pb
 from protos.dermsynth.v1 import generator_pb2_grpc as pb_grpc
 from serving.config import ServeConfig
 from serving.metrics import Metrics
-from serving.model import GeneratorModel, ModelSlot, load_model
+from serving.model import GeneratorModel, ModelHolder, load_model
 from serving.plan import Limits
-from serving.servicer import GeneratorServicer
+from serving.service import GeneratorServicer
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class GeneratorServer:
 
     server: GrpcServer  # the shared scaffolding: grpc server, health, call guard
     config: ServeConfig
-    slot: ModelSlot
+    holder: ModelHolder
     metrics: Metrics
     encoders: ThreadPoolExecutor
     port: int
@@ -59,14 +59,18 @@ class GeneratorServer:
         if self.config.metrics_port is not None:
             self.metrics_port = self.metrics.serve_http(self.config.host, self.config.metrics_port)
         self.server.start()
-        log.info("dermsynth.v1.Generator listening on %s:%d (%s, %s, metrics %s)",
-                 self.config.host, self.port, "TLS" if self.config.tls_cert else "plaintext",
-                 "token" if self.config.token else "no token",
-                 f"on :{self.metrics_port}/metrics" if self.metrics_port else "off")
+        log.info(
+            "dermsynth.v1.Generator listening on %s:%d (%s, %s, metrics %s)",
+            self.config.host,
+            self.port,
+            "TLS" if self.config.tls_cert else "plaintext",
+            "token" if self.config.token else "no token",
+            f"on :{self.metrics_port}/metrics" if self.metrics_port else "off",
+        )
 
     def set_model(self, model: GeneratorModel | None) -> None:
         """Serve ``model`` (health SERVING) or none (NOT_SERVING; Generate → UNAVAILABLE)."""
-        self.slot.set(model)
+        self.holder.set(model)
         self.server.set_serving(model is not None)
 
     def stop(self, grace: float | None, announce_seconds: float = 0.0) -> threading.Event:
@@ -88,49 +92,67 @@ class GeneratorServer:
         return finished
 
 
-def create_server(config: ServeConfig, *, model: GeneratorModel | None = None,
-                  load: bool = True) -> tuple[GeneratorServer, int]:
+def create_server(
+    config: ServeConfig, *, model: GeneratorModel | None = None, load: bool = True
+) -> tuple[GeneratorServer, int]:
     """Build and bind the server; return it (not started) and its port (``port=0`` → free).
 
     The model is ``model``, else loaded from ``config.model`` when ``load`` is true: a missing,
-    corrupt or mismatched model raises :class:`~serving.manifest.ModelError` before any port is
+    corrupt or mismatched model raises :class:`~serving.model.ModelError` before any port is
     bound. With ``load=False`` and no model the server starts NOT_SERVING and answers
     Generate/GetModelInfo with UNAVAILABLE until :meth:`GeneratorServer.set_model`.
     Threads, limits, auth, parsing and idle streams: :func:`common.grpc_server.build_server`.
     """
     if model is None and load:
         threads = config.threads or max(1, (os.cpu_count() or 1) // config.inference_workers)
-        model = load_model(config.model, provider=config.provider, threads=threads,
-                           inter_threads=config.inter_threads,
-                           inference_batch=config.inference_batch,
-                           spinning=config.ort_spinning)
-    credentials = server_credentials(config.tls_cert, config.tls_key)
+        model = load_model(
+            config.model,
+            provider=config.provider,
+            threads=threads,
+            inter_threads=config.inter_threads,
+            inference_batch=config.inference_batch,
+            spinning=config.ort_spinning,
+        )
     metrics = Metrics()
-    slot = ModelSlot()
+    holder = ModelHolder()
     encoders = ThreadPoolExecutor(config.encode_threads, thread_name_prefix="dermsynth-encode")
-    runner = (ThreadPoolExecutor(config.inference_workers, thread_name_prefix="dermsynth-infer")
-              if config.inference_workers > 1 else None)
-    limits = Limits(max_count=config.max_count, max_batch_size=config.max_batch_size,
-                    default_batch_size=config.default_batch_size,
-                    max_message_bytes=config.max_message_bytes)
-    servicer = GeneratorServicer(slot, limits, max_streams=config.max_streams, encoders=encoders,
-                                 prefetch=config.prefetch, metrics=metrics, runner=runner,
-                                 lookahead=config.inference_workers)
+    runner = (
+        ThreadPoolExecutor(config.inference_workers, thread_name_prefix="dermsynth-infer")
+        if config.inference_workers > 1
+        else None
+    )
+    limits = Limits(
+        max_count=config.max_count,
+        max_batch_size=config.max_batch_size,
+        default_batch_size=config.default_batch_size,
+        max_message_bytes=config.max_message_bytes,
+    )
+    servicer = GeneratorServicer(
+        holder,
+        limits,
+        max_streams=config.max_streams,
+        encoders=encoders,
+        prefetch=config.prefetch,
+        metrics=metrics,
+        runner=runner,
+        lookahead=config.inference_workers,
+    )
     try:
         server = build_server(
             service_name=SERVICE_NAME,
             add_servicers=lambda s: pb_grpc.add_GeneratorServicer_to_server(servicer, s),
-            stream_name="Generate", stream_methods=(GENERATE_METHOD,),
-            stream_limit=config.max_streams, host=config.host, port=config.port,
-            token=config.token, credentials=credentials,
+            stream_name="Generate",
+            stream_methods=(GENERATE_METHOD,),
+            stream_limit=config.max_streams,
+            transport=config,
             max_message_bytes=config.max_message_bytes,
-            stream_idle_seconds=config.stream_idle_seconds)
+        )
     except UserError:
         encoders.shutdown(wait=False)
         if runner is not None:
             runner.shutdown(wait=False)
         raise
-    handle = GeneratorServer(server, config, slot, metrics, encoders, server.port, runner=runner)
+    handle = GeneratorServer(server, config, holder, metrics, encoders, server.port, runner=runner)
     handle.set_model(model)
     return handle, server.port
 
@@ -159,9 +181,13 @@ def serve(config: ServeConfig) -> int:
     server, port = create_server(config)
     with termination_signals() as wait_for_signal:
         server.start()
-        log.info("%s received: health NOT_SERVING; refusing new calls in %.1f s, then draining "
-                 "streams for up to %.1f s", wait_for_signal(), config.drain_announce_seconds,
-                 config.grace_seconds)
+        log.info(
+            "%s received: health NOT_SERVING; refusing new calls in %.1f s, then draining "
+            "streams for up to %.1f s",
+            wait_for_signal(),
+            config.drain_announce_seconds,
+            config.grace_seconds,
+        )
         server.stop(config.grace_seconds, config.drain_announce_seconds).wait()
         log.info("stopped")
     return 0

@@ -30,8 +30,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     generator = build_generator(TINY_RESOLUTION, TINY_LATENT_DIM)
     out = tmp_path_factory.mktemp("tiny_model")
     manifest = {
-        "training_data": {"fingerprint": fingerprint([]), "image_count": 0, "layout": None,
-                          "filters": {"benign_malignant": None, "diagnosis": None}},
-        "epochs": 0, "seed": 0, "ema": False,
+        "training_data": {
+            "fingerprint": fingerprint([]),
+            "image_count": 0,
+            "layout": None,
+            "filters": {"benign_malignant": None, "diagnosis": None},
+        },
+        "epochs": 0,
+        "seed": 0,
+        "ema": False,
     }
     return export_generator(generator, out, manifest=manifest)

@@ -17,8 +17,13 @@ import tensorflow as tf
 
 
 def _uniform(shape, seed, salt: int, minval=0.0, maxval=1.0, dtype=tf.float32):
-    return tf.random.stateless_uniform(shape, seed=seed + tf.constant([0, salt], seed.dtype),
-                                       minval=minval, maxval=maxval, dtype=dtype)
+    return tf.random.stateless_uniform(
+        shape,
+        seed=seed + tf.constant([0, salt], seed.dtype),
+        minval=minval,
+        maxval=maxval,
+        dtype=dtype,
+    )
 
 
 def color(x: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -51,8 +56,12 @@ def cutout(x: tf.Tensor, seed: tf.Tensor, ratio: float = 0.5) -> tf.Tensor:
     cx = _uniform([n, 1, 1], seed, 7, 0, w + (1 - cw % 2), tf.int32)
     ys = tf.range(h)[None, :, None]
     xs = tf.range(w)[None, None, :]
-    inside = ((ys >= cy - ch // 2) & (ys < cy - ch // 2 + ch)
-              & (xs >= cx - cw // 2) & (xs < cx - cw // 2 + cw))
+    inside = (
+        (ys >= cy - ch // 2)
+        & (ys < cy - ch // 2 + ch)
+        & (xs >= cx - cw // 2)
+        & (xs < cx - cw // 2 + cw)
+    )
     mask = 1.0 - tf.cast(inside, x.dtype)
     return x * mask[..., None]
 

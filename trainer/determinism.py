@@ -73,13 +73,16 @@ def environment() -> dict:
     return {
         "tensorflow": tf.__version__,
         "cpu": _cpu_model(),
-        "intra_op_threads": _threads(threading.get_intra_op_parallelism_threads(),
-                                     "TF_NUM_INTRAOP_THREADS"),
-        "inter_op_threads": _threads(threading.get_inter_op_parallelism_threads(),
-                                     "TF_NUM_INTEROP_THREADS"),
+        "intra_op_threads": _threads(
+            threading.get_intra_op_parallelism_threads(), "TF_NUM_INTRAOP_THREADS"
+        ),
+        "inter_op_threads": _threads(
+            threading.get_inter_op_parallelism_threads(), "TF_NUM_INTEROP_THREADS"
+        ),
         "onednn": "off" if onednn in ("0", "false", "off") else "on",
-        "devices": sorted(d.device_type for d in tf.config.list_logical_devices()
-                          if d.device_type != "CPU"),
+        "devices": sorted(
+            d.device_type for d in tf.config.list_logical_devices() if d.device_type != "CPU"
+        ),
     }
 
 
@@ -88,10 +91,17 @@ def _pin_threads(saved: dict) -> None:
     import tensorflow as tf
 
     for key, setter, getter in (
-            ("intra_op_threads", tf.config.threading.set_intra_op_parallelism_threads,
-             tf.config.threading.get_intra_op_parallelism_threads),
-            ("inter_op_threads", tf.config.threading.set_inter_op_parallelism_threads,
-             tf.config.threading.get_inter_op_parallelism_threads)):
+        (
+            "intra_op_threads",
+            tf.config.threading.set_intra_op_parallelism_threads,
+            tf.config.threading.get_intra_op_parallelism_threads,
+        ),
+        (
+            "inter_op_threads",
+            tf.config.threading.set_inter_op_parallelism_threads,
+            tf.config.threading.get_inter_op_parallelism_threads,
+        ),
+    ):
         want = saved.get(key)
         if not isinstance(want, int) or want < 1 or getter() == want:
             continue
@@ -103,30 +113,47 @@ def _pin_threads(saved: dict) -> None:
 
 def differences(saved: dict, now: dict) -> list[str]:
     """``key: saved -> now`` for each decisive key that differs."""
-    return [f"{k}: {saved.get(k)!r} in the run, {now.get(k)!r} now" for k in DECISIVE
-            if k in saved and saved.get(k) != now.get(k)]
+    return [
+        f"{k}: {saved.get(k)!r} in the run, {now.get(k)!r} now"
+        for k in DECISIVE
+        if k in saved and saved.get(k) != now.get(k)
+    ]
+
+
+def pin_threads(enabled: bool, saved: dict | None) -> None:
+    """With ``enabled``, use the thread counts of ``saved`` (the environment recorded in the
+    checkpoint being resumed; None for a new run). Call before TensorFlow's runtime starts,
+    i.e. before the tf.distribute strategy is made."""
+    if enabled and saved:
+        _pin_threads(saved)
 
 
 def configure(enabled: bool, saved: dict | None = None) -> dict:
     """Set up this process for a repeatable run; returns its :func:`environment`.
 
-    Call before TensorFlow runs its first op. ``saved`` is the environment recorded in the
-    checkpoint being resumed (None for a new run).
+    Call after :func:`pin_threads` and before the first training step. ``saved`` is the
+    environment recorded in the checkpoint being resumed (None for a new run).
     """
     import tensorflow as tf
 
     if enabled:
-        if saved:
-            _pin_threads(saved)
         tf.config.experimental.enable_op_determinism()
     env = environment()
-    log.info("determinism %s: TensorFlow %s, %s, %d intra-op / %d inter-op threads, oneDNN %s%s",
-             "on" if enabled else "off (--no-deterministic)", env["tensorflow"], env["cpu"],
-             env["intra_op_threads"], env["inter_op_threads"], env["onednn"],
-             f", devices {', '.join(env['devices'])}" if env["devices"] else "")
+    log.info(
+        "determinism %s: TensorFlow %s, %s, %d intra-op / %d inter-op threads, oneDNN %s%s",
+        "on" if enabled else "off (--no-deterministic)",
+        env["tensorflow"],
+        env["cpu"],
+        env["intra_op_threads"],
+        env["inter_op_threads"],
+        env["onednn"],
+        f", devices {', '.join(env['devices'])}" if env["devices"] else "",
+    )
     changed = differences(saved or {}, env)
     if changed:
-        log.warning("resuming in a different environment (%s): training goes on, but the result "
-                    "may differ from an uninterrupted run in the last bits and then more",
-                    "; ".join(changed))
+        log.warning(
+            "resuming in a different environment (%s): training goes on, but the result "
+            "may differ from an uninterrupted run in the last bits and then more",
+            "; ".join(changed),
+        )
     return env

@@ -2,17 +2,15 @@
 
 Writes the model directory that serving and the validator read: ``model.onnx`` (input
 ``latent`` float32 [N, latent_dim], output ``images`` float32 [N, H, W, 3] NHWC in [-1, 1])
-and ``model.json`` (format "dermsynth-generator" v1). tf2onnx's ``from_keras`` is broken on
-Keras 3 (onnx/tensorflow-onnx issues 2329, 2348), so the model is traced through a
+and ``model.json`` (:class:`common.manifest.ModelManifest`). tf2onnx's ``from_keras`` is
+broken on Keras 3 (onnx/tensorflow-onnx issues 2329, 2348), so the model is traced through a
 ``tf.function`` with an explicit input signature. The export fails unless ONNX Runtime's output
 matches Keras' (inference mode) within 1e-4 on 64 random latents.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
-import json
 import logging
 import os
 import sys
@@ -23,12 +21,10 @@ import numpy as np
 
 from common.config import atomic_write_bytes, atomic_write_text
 from common.errors import UserError
+from common.manifest import INPUT_NAME, OUTPUT_NAME, PARITY_TOLERANCE, ModelManifest, created_now
 
 OPSET = 17
-PARITY_TOLERANCE = 1e-4
 PARITY_SAMPLES = 64
-INPUT_NAME = "latent"
-OUTPUT_NAME = "images"
 
 
 class ExportError(RuntimeError):
@@ -57,9 +53,15 @@ def _versions() -> dict[str, str]:
     import tf2onnx
 
     from trainer import __version__
-    return {"tensorflow": tf.__version__, "keras": keras.__version__,
-            "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__,
-            "onnxruntime": onnxruntime.__version__, "dermsynth": __version__}
+
+    return {
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "tf2onnx": tf2onnx.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "dermsynth": __version__,
+    }
 
 
 def to_onnx(generator, latent_dim: int, *, opset: int = OPSET):
@@ -77,8 +79,9 @@ def to_onnx(generator, latent_dim: int, *, opset: int = OPSET):
     model_proto, _ = tf2onnx.convert.from_function(generate, input_signature=spec, opset=opset)
     graph = model_proto.graph
     if len(graph.input) != 1 or len(graph.output) != 1:
-        raise ExportError(f"expected one input and one output, got {len(graph.input)} and "
-                          f"{len(graph.output)}")
+        raise ExportError(
+            f"expected one input and one output, got {len(graph.input)} and {len(graph.output)}"
+        )
     _rename(graph, graph.input[0].name, INPUT_NAME)
     _rename(graph, graph.output[0].name, OUTPUT_NAME)
     for value in (graph.input[0], graph.output[0]):  # name the dynamic batch dimension
@@ -103,8 +106,9 @@ def _rename(graph, old: str, new: str) -> None:
             value.name = new
 
 
-def parity(generator, onnx_bytes: bytes, latent_dim: int, *, samples: int = PARITY_SAMPLES,
-           seed: int = 0) -> float:
+def parity(
+    generator, onnx_bytes: bytes, latent_dim: int, *, samples: int = PARITY_SAMPLES, seed: int = 0
+) -> float:
     """Max |Keras - ONNX Runtime| over ``samples`` standard-normal latents."""
     import onnxruntime as ort
 
@@ -120,42 +124,45 @@ def parity(generator, onnx_bytes: bytes, latent_dim: int, *, samples: int = PARI
 def export_generator(generator, out_dir: str | Path, *, manifest: dict[str, Any]) -> Path:
     """Write ``model.onnx`` and ``model.json`` into ``out_dir``; return ``out_dir``.
 
-    ``manifest`` supplies the training facts (training_data, epochs, seed, ema, ...); this
-    function fills the format fields, onnx_sha256, opset, parity_max_abs_diff, versions and
-    created. Raises ExportError when parity exceeds 1e-4. Files are replaced atomically
-    (model.onnx first, then model.json, which names the ONNX file's sha256).
+    ``manifest`` supplies the training facts of :class:`~common.manifest.ModelManifest`:
+    ``training_data``, ``epochs``, ``seed``, ``ema`` and optionally ``checkpoint``; this
+    function fills in the rest (shapes, onnx_sha256, opset, parity_max_abs_diff, versions,
+    created). Raises ExportError when parity exceeds 1e-4, ManifestError when a fact is invalid
+    (before anything is written). Files are replaced atomically (model.onnx first, then
+    model.json, which names the ONNX file's sha256).
     """
     out_dir = Path(out_dir)
     latent_dim = int(generator.input_shape[-1])
     _, height, width, channels = generator.output_shape
+    if height != width:
+        raise ExportError(
+            f"the generator makes {height}x{width} images; only square ones fit "
+            "model.json's resolution"
+        )
     proto = to_onnx(generator, latent_dim)
     onnx_bytes = proto.SerializeToString()
     diff = parity(generator, onnx_bytes, latent_dim)
     if not diff <= PARITY_TOLERANCE:
         raise ExportError(f"ONNX and Keras outputs differ by {diff:.3g} > {PARITY_TOLERANCE}")
-    doc: dict[str, Any] = {
-        "format": "dermsynth-generator", "format_version": 1,
-        "onnx_file": "model.onnx", "input_name": INPUT_NAME, "output_name": OUTPUT_NAME,
-        "latent_dim": latent_dim, "latent_distribution": "standard_normal",
-        "resolution": int(height), "channels": int(channels), "layout": "NHWC",
-        "value_range": [-1.0, 1.0],
-        "training_data": {"fingerprint": None, "image_count": 0, "layout": None,
-                          "filters": {"benign_malignant": None, "diagnosis": None}},
-        "epochs": 0, "seed": None, "ema": False,
-    }
-    doc.update(manifest)
-    doc.update({
-        "onnx_sha256": hashlib.sha256(onnx_bytes).hexdigest(), "opset": OPSET,
-        "parity_max_abs_diff": diff, "versions": _versions(),
-        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    })
+    model = ModelManifest(
+        onnx_sha256=hashlib.sha256(onnx_bytes).hexdigest(),
+        latent_dim=latent_dim,
+        resolution=int(height),
+        channels=int(channels),
+        opset=OPSET,
+        parity_max_abs_diff=diff,
+        versions=_versions(),
+        created=created_now(),
+        **manifest,
+    )
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"--out {out_dir}: cannot create the model directory ({exc.strerror})"
-                        ) from None
-    atomic_write_bytes(out_dir / "model.onnx", onnx_bytes)
-    atomic_write_text(out_dir / "model.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        raise UserError(
+            f"--out {out_dir}: cannot create the model directory ({exc.strerror})"
+        ) from None
+    atomic_write_bytes(out_dir / model.onnx_file, onnx_bytes)
+    model.write(out_dir)
     return out_dir
 
 
@@ -164,5 +171,11 @@ def copy_beside(src: Path, out_dir: Path, name: str | None = None) -> None:
     atomic_write_text(out_dir / (name or src.name), src.read_text(encoding="utf-8"))
 
 
-__all__ = ["export_generator", "to_onnx", "parity", "ExportError", "copy_beside",
-           "use_pure_python_protobuf"]
+__all__ = [
+    "ExportError",
+    "copy_beside",
+    "export_generator",
+    "parity",
+    "to_onnx",
+    "use_pure_python_protobuf",
+]

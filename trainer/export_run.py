@@ -30,39 +30,54 @@ def select_checkpoint(run: RunDir, which: str = "last") -> tuple[checkpoints.Che
     if not found:
         raise UserError(f"{run.path} has no complete checkpoint yet; train at least one epoch")
     if which == "last":
-        return found[-1], {"selected": "last", "epoch": found[-1].epoch,
-                           "reason": "the last complete checkpoint"}
+        return found[-1], {
+            "selected": "last",
+            "epoch": found[-1].epoch,
+            "reason": "the last complete checkpoint",
+        }
     by_epoch = {c.epoch: c for c in found}
     if which == "best":
         if not run.quality_file.is_file():
-            raise UserError(f"{run.path} has no quality.json (trained with --quality-every 0?): "
-                            f"no best snapshot; use --checkpoint last or epoch_XXXX")
+            raise UserError(
+                f"{run.path} has no quality.json (trained with --quality-every 0?): "
+                f"no best snapshot; use --checkpoint last or epoch_XXXX"
+            )
         try:
             doc = json.loads(run.quality_file.read_text("utf-8"))
         except ValueError as exc:
             raise UserError(f"{run.quality_file} is not valid JSON ({exc})") from None
         best = doc.get("best")
         if not best:
-            raise UserError(f"{run.quality_file} records no measured epoch yet; "
-                            f"use --checkpoint last")
+            raise UserError(
+                f"{run.quality_file} records no measured epoch yet; use --checkpoint last"
+            )
         epoch = int(best["epoch"])
         if epoch not in by_epoch:
-            raise UserError(f"the best snapshot, epoch {epoch}, has no checkpoint in "
-                            f"{run.checkpoints}; kept: {_names(found)}")
+            raise UserError(
+                f"the best snapshot, epoch {epoch}, has no checkpoint in "
+                f"{run.checkpoints}; kept: {_names(found)}"
+            )
         return by_epoch[epoch], {
-            "selected": "best", "epoch": epoch,
+            "selected": "best",
+            "epoch": epoch,
             "reason": f"lowest quality_score {best['quality_score']} of "
-                      f"{len(doc.get('history', []))} measured epochs ({doc.get('criterion')})",
-            "quality": best, "quality_reference": doc.get("reference")}
+            f"{len(doc.get('history', []))} measured epochs ({doc.get('criterion')})",
+            "quality": best,
+            "quality_reference": doc.get("reference"),
+        }
     match = re.fullmatch(r"epoch_(\d+)", which)
     if not match:
         raise UserError(f"--checkpoint {which!r}: expected last, best or epoch_XXXX")
     epoch = int(match.group(1))
     if epoch not in by_epoch:
-        raise UserError(f"--checkpoint {which}: no such checkpoint in {run.checkpoints}; kept: "
-                        f"{_names(found)}")
-    return by_epoch[epoch], {"selected": which, "epoch": epoch,
-                             "reason": "named on the command line"}
+        raise UserError(
+            f"--checkpoint {which}: no such checkpoint in {run.checkpoints}; kept: {_names(found)}"
+        )
+    return by_epoch[epoch], {
+        "selected": which,
+        "epoch": epoch,
+        "reason": "named on the command line",
+    }
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str = "last") -> Path:
@@ -80,14 +95,23 @@ def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str = "last
 
     from trainer.export import export_generator
 
-    generator = checkpoints.load_export_generator(info, config.resolution, config.latent_dim,
-                                                  config.width, ema=ema)
+    generator = checkpoints.load_export_generator(
+        info, config.resolution, config.latent_dim, config.width, ema=ema
+    )
     manifest = {
-        "training_data": {"fingerprint": data["fingerprint"], "image_count": data["image_count"],
-                          "layout": data["layout"], "filters": data["filters"]},
-        "epochs": info.epoch, "seed": config.seed, "ema": ema, "checkpoint": selection,
+        "training_data": {
+            "fingerprint": data["fingerprint"],
+            "image_count": data["image_count"],
+            "layout": data["layout"],
+            "filters": data["filters"],
+        },
+        "epochs": info.epoch,
+        "seed": config.seed,
+        "ema": ema,
+        "checkpoint": selection,
     }
     out = export_generator(generator, out_dir, manifest=manifest)
     from trainer.export import copy_beside
+
     copy_beside(run.config_file, out)
     return out

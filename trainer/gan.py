@@ -1,13 +1,14 @@
-"""The DCGAN as a ``keras.Model`` with a custom ``train_step`` (after keras-io's "DCGAN to
-generate face images"), plus DiffAugment, one-sided label smoothing and a generator EMA.
+"""The DCGAN: networks, optimizers and one compiled training ``step()``, plus DiffAugment,
+one-sided label smoothing, a generator EMA and lazy R1. A plain class, not a ``keras.Model``:
+the loop (trainer.train) drives it step by step and hands each epoch's end to trainer.hooks.
 
-One ``train_step`` makes one discriminator update (real and generated images in one batch,
-binary cross-entropy on logits, Goodfellow et al. 2014 with the non-saturating generator loss)
-and one generator update. Real targets are ``1 - label_smoothing`` (one-sided smoothing,
-Salimans et al. 2016). With DiffAugment (Zhao et al. 2020) the discriminator only ever sees
-augmented images, real and fake alike. The EMA generator (Karras et al. 2018; Yazici et al.
-2019) keeps an exponential moving average of the generator's weights and the generator's batch
-norm statistics; it is the one exported.
+One step makes one discriminator update (real and generated images in one batch, binary
+cross-entropy on logits, Goodfellow et al. 2014 with the non-saturating generator loss) and one
+generator update. Real targets are ``1 - label_smoothing`` (one-sided smoothing, Salimans et al.
+2016). With DiffAugment (Zhao et al. 2020) the discriminator only ever sees augmented images,
+real and fake alike. The EMA generator (Karras et al. 2018; Yazici et al. 2019) keeps an
+exponential moving average of the generator's weights and the generator's batch norm
+statistics; it is the one exported.
 
 Optional R1 penalty (Mescheder et al. 2018) on the discriminator's gradient at the (augmented)
 real images, applied lazily every ``r1_interval`` steps with weight gamma * interval (Karras
@@ -22,9 +23,10 @@ but darkens and blurs (SWD worse) at twice the step time. With gamma 0 the step 
 the plain one.
 
 Randomness is stateless, derived from (seed, step, replica), so a run resumed from a
-checkpoint continues exactly as an uninterrupted one would. ``train_step`` runs in a replica
-context (``strategy.run``); gradients are summed across replicas by the Keras optimizer, so
-losses are divided by the number of replicas. ``update_ema`` runs in the cross-replica context.
+checkpoint continues exactly as an uninterrupted one would. The per-replica part
+(``_replica_step``) runs in a replica context (``strategy.run``); gradients are summed across
+replicas by the Keras optimizer, so losses are divided by the number of replicas.
+``_update_ema`` runs in the cross-replica context.
 """
 
 from __future__ import annotations
@@ -36,43 +38,94 @@ from trainer.augment import diff_augment
 from trainer.model import build_discriminator, build_generator
 
 
-class DCGAN(keras.Model):
-    def __init__(self, *, resolution: int, latent_dim: int, width: int = 64, seed: int = 0,
-                 augmentations: tuple[str, ...] = (), ema_decay: float = 0.0,
-                 label_smoothing: float = 0.0, learning_rate: float = 2e-4, beta1: float = 0.5,
-                 d_learning_rate: float | None = None, r1_gamma: float = 0.0,
-                 r1_interval: int = 1, **kwargs):
-        super().__init__(**kwargs)
+class DCGAN:
+    """Build under ``strategy`` (default: the current one); then call :meth:`step` per batch."""
+
+    def __init__(
+        self,
+        *,
+        resolution: int,
+        latent_dim: int,
+        width: int = 64,
+        seed: int = 0,
+        augmentations: tuple[str, ...] = (),
+        ema_decay: float = 0.0,
+        label_smoothing: float = 0.0,
+        learning_rate: float = 2e-4,
+        beta1: float = 0.5,
+        d_learning_rate: float | None = None,
+        r1_gamma: float = 0.0,
+        r1_interval: int = 1,
+        strategy: tf.distribute.Strategy | None = None,
+    ):
+        self.strategy = strategy or tf.distribute.get_strategy()
         self.resolution, self.latent_dim, self.seed = resolution, latent_dim, seed
         self.augmentations = tuple(augmentations)
         self.ema_decay, self.label_smoothing = float(ema_decay), float(label_smoothing)
         self.r1_gamma, self.r1_interval = float(r1_gamma), max(1, int(r1_interval))
-        self.generator = build_generator(resolution, latent_dim, width=width, seed=seed)
-        self.discriminator = build_discriminator(resolution, width=width, seed=seed)
-        self.ema_generator = None
-        if self.ema_decay > 0:
-            self.ema_generator = build_generator(resolution, latent_dim, width=width)
-            self.ema_generator.set_weights(self.generator.get_weights())
-        self.g_optimizer = keras.optimizers.Adam(learning_rate, beta_1=beta1, name="g_adam")
-        d_rate = learning_rate if d_learning_rate is None else d_learning_rate
-        self.d_optimizer = keras.optimizers.Adam(d_rate, beta_1=beta1, name="d_adam")
-        self.g_optimizer.build(self.generator.trainable_variables)
-        self.d_optimizer.build(self.discriminator.trainable_variables)
+        with self.strategy.scope():
+            self.generator = build_generator(resolution, latent_dim, width=width, seed=seed)
+            self.discriminator = build_discriminator(resolution, width=width, seed=seed)
+            self.ema_generator = None
+            if self.ema_decay > 0:
+                self.ema_generator = build_generator(resolution, latent_dim, width=width)
+                self.ema_generator.set_weights(self.generator.get_weights())
+            self.g_optimizer = keras.optimizers.Adam(learning_rate, beta_1=beta1, name="g_adam")
+            d_rate = learning_rate if d_learning_rate is None else d_learning_rate
+            self.d_optimizer = keras.optimizers.Adam(d_rate, beta_1=beta1, name="d_adam")
+            self.g_optimizer.build(self.generator.trainable_variables)
+            self.d_optimizer.build(self.discriminator.trainable_variables)
+        self._compiled: dict[bool, object] = {}
 
     @property
     def export_generator(self) -> keras.Model:
         """The generator to sample from and export: the EMA one when EMA is on."""
         return self.ema_generator if self.ema_generator is not None else self.generator
 
-    def call(self, latent, training=False):
-        return self.export_generator(latent, training=training)
+    @property
+    def step_count(self) -> int:
+        """Steps done (the discriminator optimizer's counter, restored with a checkpoint)."""
+        return int(self.d_optimizer.iterations.numpy())
+
+    def r1_due(self, step: int) -> bool:
+        """Whether step number ``step`` (0-based, global) carries the lazy R1 penalty: a
+        function of the step alone, so a resumed run regularises the same steps."""
+        return self.r1_gamma > 0 and step % self.r1_interval == 0
+
+    def step(self, batch, *, regularize: bool = False) -> dict[str, tf.Tensor]:
+        """One distributed D + G update and the EMA update; the replicas' mean metrics.
+
+        ``batch``: a global batch, or one from ``strategy.experimental_distribute_dataset``.
+        ``regularize``: the step with the R1 penalty (a second traced graph; ignored when
+        r1_gamma is 0, where the step is exactly the plain one).
+        """
+        key = bool(regularize) and self.r1_gamma > 0
+        fn = self._compiled.get(key)
+        if fn is None:
+            fn = self._compiled[key] = self._compile(key)
+        return fn(batch)
+
+    def _compile(self, regularize: bool):
+        strategy = self.strategy
+
+        @tf.function
+        def step(batch):
+            per_replica = strategy.run(self._replica_step, args=(batch, regularize))
+            self._update_ema()
+            return {
+                k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+                for k, v in per_replica.items()
+            }
+
+        return step
 
     def _seed(self, salt: int) -> tf.Tensor:
         ctx = tf.distribute.get_replica_context()
         replica = ctx.replica_id_in_sync_group if ctx is not None else 0
         step = tf.cast(self.d_optimizer.iterations, tf.int64)
-        return tf.stack([tf.constant(self.seed, tf.int64),
-                         step * 1024 + tf.cast(replica, tf.int64) * 16 + salt])
+        return tf.stack(
+            [tf.constant(self.seed, tf.int64), step * 1024 + tf.cast(replica, tf.int64) * 16 + salt]
+        )
 
     def _augment(self, images, salt: int):
         if not self.augmentations:
@@ -81,12 +134,14 @@ class DCGAN(keras.Model):
 
     @staticmethod
     def _bce(targets, logits):
-        return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits))
+        return tf.reduce_mean(
+            tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits)
+        )
 
-    def train_step(self, real_images, regularize: bool = False):
-        """One D and one G update; ``regularize`` (a Python flag: two traced graphs) adds the
-        lazy R1 penalty, gamma * interval / 2 * E|grad_x D(x)|^2 (Karras et al. 2020, "Analyzing
-        and Improving the Image Quality of StyleGAN", lazy regularisation)."""
+    def _replica_step(self, real_images, regularize: bool):
+        """One D and one G update on this replica's images; ``regularize`` (a Python flag)
+        adds the lazy R1 penalty, gamma * interval / 2 * E|grad_x D(x)|^2 (Karras et al. 2020,
+        "Analyzing and Improving the Image Quality of StyleGAN", lazy regularisation)."""
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         batch = tf.shape(real_images)[0]
         z = tf.random.stateless_normal([batch, self.latent_dim], seed=self._seed(1))
@@ -94,8 +149,7 @@ class DCGAN(keras.Model):
         fake_target = tf.zeros([batch, 1])
         with tf.GradientTape() as tape:
             fake = self.generator(z, training=True)
-            if regularize and self.r1_gamma > 0:  # Python branch: otherwise the plain step
-                return_r1 = True
+            if regularize:  # Python branch: otherwise the plain step
                 real_aug = self._augment(real_images, 2)
                 with tf.GradientTape() as r1_tape:
                     r1_tape.watch(real_aug)
@@ -106,13 +160,12 @@ class DCGAN(keras.Model):
                 r1_grads = r1_tape.gradient(real_sum, real_aug)
                 r1 = tf.reduce_mean(tf.reduce_sum(tf.square(r1_grads), axis=[1, 2, 3]))
             else:
-                return_r1 = False
                 images = tf.concat([self._augment(real_images, 2), self._augment(fake, 3)], axis=0)
                 logits = self.discriminator(images, training=True)
             real_logits, fake_logits = logits[:batch], logits[batch:]
             d_loss = self._bce(tf.concat([real_target, fake_target], 0), logits)
             scaled = d_loss / replicas
-            if return_r1:
+            if regularize:
                 scaled += 0.5 * self.r1_gamma * self.r1_interval * r1 / replicas
         grads = tape.gradient(scaled, self.discriminator.trainable_variables)
         self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_variables))
@@ -125,14 +178,17 @@ class DCGAN(keras.Model):
             scaled = g_loss / replicas
         grads = tape.gradient(scaled, self.generator.trainable_variables)
         self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_variables))
-        out = {"d_loss": d_loss, "g_loss": g_loss,
-               "d_real": tf.reduce_mean(tf.sigmoid(real_logits)),
-               "d_fake": tf.reduce_mean(tf.sigmoid(fake_logits))}
-        if return_r1:
+        out = {
+            "d_loss": d_loss,
+            "g_loss": g_loss,
+            "d_real": tf.reduce_mean(tf.sigmoid(real_logits)),
+            "d_fake": tf.reduce_mean(tf.sigmoid(fake_logits)),
+        }
+        if regularize:
             out["r1"] = r1
         return out
 
-    def update_ema(self):
+    def _update_ema(self):
         """EMA of trainable weights; batch-norm statistics copied. Cross-replica context.
 
         The decay warms up as min(decay, (1 + t) / (10 + t)) with t the generator's step count
@@ -143,25 +199,11 @@ class DCGAN(keras.Model):
             return
         t = tf.cast(self.g_optimizer.iterations, tf.float32)
         decay = tf.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
-        for ema_w, w in zip(self.ema_generator.trainable_variables,
-                            self.generator.trainable_variables):
+        for ema_w, w in zip(
+            self.ema_generator.trainable_variables, self.generator.trainable_variables
+        ):
             ema_w.assign(decay * ema_w + (1.0 - decay) * w)
-        for ema_w, w in zip(self.ema_generator.non_trainable_variables,
-                            self.generator.non_trainable_variables):
+        for ema_w, w in zip(
+            self.ema_generator.non_trainable_variables, self.generator.non_trainable_variables
+        ):
             ema_w.assign(w)
-
-
-def make_step(gan: DCGAN, strategy: tf.distribute.Strategy, *, regularize: bool = False):
-    """A compiled function: one distributed train step + EMA update, returning mean metrics.
-    ``regularize``: the step with the R1 penalty (trainer.train runs it every r1_interval
-    steps when r1_gamma > 0)."""
-
-    @tf.function
-    def step(batch):
-        per_replica = strategy.run(gan.train_step, args=(batch,),
-                                   kwargs={"regularize": regularize})
-        gan.update_ema()
-        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
-                for k, v in per_replica.items()}
-
-    return step

@@ -11,13 +11,17 @@ one seeded by (seed, network, layer index), so two processes build bit-identical
 without, one seeded from Python's ``random`` (``keras.utils.set_random_seed`` makes it
 repeatable). A shared module-level initializer would draw its seed once at import, from
 unseeded ``random`` (different in every process), and give every layer the same stream.
+
+Every layer with weights has a fixed name (``project``, ``up0``, ``down1_bn``, ...): checkpoints
+store variables under these names (trainer.checkpoints), so renaming one makes old checkpoints
+refuse to load, naming the variable.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -47,8 +51,9 @@ def _stages(resolution: int) -> int:
     return int(math.log2(resolution)) - 2  # 4x4 -> resolution in this many stride-2 steps
 
 
-def build_generator(resolution: int, latent_dim: int, *, width: int = 64,
-                    seed: int | None = None) -> keras.Model:
+def build_generator(
+    resolution: int, latent_dim: int, *, width: int = 64, seed: int | None = None
+) -> keras.Model:
     """latent [N, latent_dim] float32 -> images [N, resolution, resolution, 3] in [-1, 1]."""
     init = _initializers(seed, _GENERATOR)
     stages = _stages(resolution)
@@ -60,18 +65,27 @@ def build_generator(resolution: int, latent_dim: int, *, width: int = 64,
     x = layers.ReLU()(x)
     for i in range(stages - 1):
         channels //= 2
-        x = layers.Conv2DTranspose(channels, 4, strides=2, padding="same", use_bias=False,
-                                   kernel_initializer=init(), name=f"up{i}")(x)
+        x = layers.Conv2DTranspose(
+            channels,
+            4,
+            strides=2,
+            padding="same",
+            use_bias=False,
+            kernel_initializer=init(),
+            name=f"up{i}",
+        )(x)
         x = layers.BatchNormalization(name=f"up{i}_bn")(x)
         x = layers.ReLU()(x)
-    x = layers.Conv2DTranspose(3, 4, strides=2, padding="same", kernel_initializer=init(),
-                               name="to_rgb")(x)
+    x = layers.Conv2DTranspose(
+        3, 4, strides=2, padding="same", kernel_initializer=init(), name="to_rgb"
+    )(x)
     images = layers.Activation("tanh", dtype="float32", name="images")(x)
     return keras.Model(z, images, name="generator")
 
 
-def build_discriminator(resolution: int, *, width: int = 64,
-                        seed: int | None = None) -> keras.Model:
+def build_discriminator(
+    resolution: int, *, width: int = 64, seed: int | None = None
+) -> keras.Model:
     """images [N, resolution, resolution, 3] in [-1, 1] -> one real/fake logit per image."""
     init = _initializers(seed, _DISCRIMINATOR)
     stages = _stages(resolution)
@@ -79,8 +93,15 @@ def build_discriminator(resolution: int, *, width: int = 64,
     x = img
     channels = width
     for i in range(stages):
-        x = layers.Conv2D(channels, 4, strides=2, padding="same", use_bias=i == 0,
-                          kernel_initializer=init(), name=f"down{i}")(x)
+        x = layers.Conv2D(
+            channels,
+            4,
+            strides=2,
+            padding="same",
+            use_bias=i == 0,
+            kernel_initializer=init(),
+            name=f"down{i}",
+        )(x)
         if i > 0:
             x = layers.BatchNormalization(name=f"down{i}_bn")(x)
         x = layers.LeakyReLU(0.2)(x)

@@ -36,20 +36,19 @@ import numpy as np
 
 from common import quality as q
 from common.config import atomic_write_bytes, atomic_write_text
+from common.images import to_uint8
 
 log = logging.getLogger("trainer")
 
-CRITERION = ("quality_score = mean(swd_avg / ref_swd_avg, lab_w1 / ref_lab_w1, "
-             "background_delta_e / max(ref_background_delta_e, 1)); lower is better")
+CRITERION = (
+    "quality_score = mean(swd_avg / ref_swd_avg, lab_w1 / ref_lab_w1, "
+    "background_delta_e / max(ref_background_delta_e, 1)); lower is better"
+)
 SCORE_KEYS = ("swd_avg", "lab_w1", "background_delta_e")
 CSV_KEYS = ("swd_avg", "lab_w1", "background_delta_e", "quality_score")  # in metrics.csv
 _SWD_SEED = 0x5D7
 _BATCH = 256
 REFERENCE_SPLITS = 5
-
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    return np.clip(np.round((np.asarray(images) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 def _compare(real_swd, real_col, real_idx, fake_swd, fake_col, fake_idx) -> dict[str, float]:
@@ -60,9 +59,15 @@ def _compare(real_swd, real_col, real_idx, fake_swd, fake_col, fake_idx) -> dict
 
 def score(row: dict, reference: dict) -> float:
     """The best-snapshot criterion (see the module docstring); lower is better."""
-    return float(np.mean([row["swd_avg"] / max(reference["swd_avg"], 1e-9),
-                          row["lab_w1"] / max(reference["lab_w1"], 1e-9),
-                          row["background_delta_e"] / max(reference["background_delta_e"], 1.0)]))
+    return float(
+        np.mean(
+            [
+                row["swd_avg"] / max(reference["swd_avg"], 1e-9),
+                row["lab_w1"] / max(reference["lab_w1"], 1e-9),
+                row["background_delta_e"] / max(reference["background_delta_e"], 1.0),
+            ]
+        )
+    )
 
 
 class QualityTracker:
@@ -71,24 +76,25 @@ class QualityTracker:
     ``images``: the training images, float [-1, 1] or uint8 ``[N, H, W, 3]``.
     """
 
-    def __init__(self, images: np.ndarray, *, latent_dim: int, seed: int, count: int,
-                 path: Path):
+    def __init__(self, images: np.ndarray, *, latent_dim: int, seed: int, count: int, path: Path):
         self.path = Path(path)
         real = images if images.dtype == np.uint8 else to_uint8(images)
         rng = np.random.default_rng([seed, 0x9A11])
         self.m = min(count, len(real) // 2)
         if self.m < 2:
             raise ValueError(f"quality tracking needs at least 4 training images, got {len(real)}")
-        real = real[rng.permutation(len(real))[:2 * self.m]]  # random halves A, B
+        real = real[rng.permutation(len(real))[: 2 * self.m]]  # random halves A, B
         self.latents = rng.standard_normal((2 * self.m, latent_dim)).astype(np.float32)
-        self.real_swd = q.SwdPool(real, seed=_SWD_SEED,
-                                  nhoods_per_image=q.nhoods_for(self.m))
+        self.real_swd = q.SwdPool(real, seed=_SWD_SEED, nhoods_per_image=q.nhoods_for(self.m))
         self.real_col = q.ColourPool(real)
         self.a, self.b = np.arange(self.m), np.arange(self.m, 2 * self.m)
-        splits = [(self.a, self.b)] + [np.split(rng.permutation(2 * self.m), 2)
-                                       for _ in range(REFERENCE_SPLITS - 1)]
-        refs = [_compare(self.real_swd, self.real_col, x, self.real_swd, self.real_col, y)
-                for x, y in splits]
+        splits = [(self.a, self.b)] + [
+            np.split(rng.permutation(2 * self.m), 2) for _ in range(REFERENCE_SPLITS - 1)
+        ]
+        refs = [
+            _compare(self.real_swd, self.real_col, x, self.real_swd, self.real_col, y)
+            for x, y in splits
+        ]
         self.reference = {k: float(np.mean([r[k] for r in refs])) for k in refs[0]}
         self.history: list[dict] = []
         self.best: dict | None = None
@@ -105,8 +111,12 @@ class QualityTracker:
             log.warning("%s is unreadable; quality history starts anew", self.path)
             return
         if doc.get("set_size") != self.m:
-            log.warning("%s was measured with %s images per set, now %d: history dropped",
-                        self.path, doc.get("set_size"), self.m)
+            log.warning(
+                "%s was measured with %s images per set, now %d: history dropped",
+                self.path,
+                doc.get("set_size"),
+                self.m,
+            )
             return
         self.history = [r for r in doc.get("history", []) if int(r["epoch"]) <= last_epoch]
         self._update_best()
@@ -122,8 +132,12 @@ class QualityTracker:
     # --- evaluation ------------------------------------------------------------------------
     def evaluate(self, generator, epoch: int) -> dict:
         """Metrics of ``generator`` (a Keras model, inference mode) at ``epoch``; recorded."""
-        fakes = np.concatenate([np.asarray(generator(self.latents[i:i + _BATCH], training=False))
-                                for i in range(0, len(self.latents), _BATCH)])
+        fakes = np.concatenate(
+            [
+                np.asarray(generator(self.latents[i : i + _BATCH], training=False))
+                for i in range(0, len(self.latents), _BATCH)
+            ]
+        )
         fakes = to_uint8(fakes)
         fake_swd = q.SwdPool(fakes, seed=_SWD_SEED, nhoods_per_image=q.nhoods_for(self.m))
         fake_col = q.ColourPool(fakes)
@@ -140,31 +154,45 @@ class QualityTracker:
     # --- outputs ---------------------------------------------------------------------------
     def save(self) -> None:
         real_rgb = [int(v) for v in np.median(self.real_col.background_rgb, axis=0)]
-        doc = {"criterion": CRITERION, "set_size": self.m,
-               "reference": {k: round(v, 5) for k, v in self.reference.items()},
-               "real_background_rgb": real_rgb, "best": self.best, "history": self.history}
+        doc = {
+            "criterion": CRITERION,
+            "set_size": self.m,
+            "reference": {k: round(v, 5) for k, v in self.reference.items()},
+            "real_background_rgb": real_rgb,
+            "best": self.best,
+            "history": self.history,
+        }
         atomic_write_text(self.path, json.dumps(doc, indent=2) + "\n")
 
     def plot(self, png: Path) -> bool:
         """Draw the curves to ``png`` (atomic); False when matplotlib is not installed."""
         try:
             import matplotlib
+
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt
         except ImportError:
             return False
         epochs = [r["epoch"] for r in self.history]
-        panels = [("swd_avg", "SWD x1e3 (mean of levels)"), ("lab_w1", "CIELAB W1 (L+a+b)"),
-                  ("background_delta_e", "background colour Delta E"),
-                  ("quality_score", "quality score (1 = real vs real)")]
+        panels = [
+            ("swd_avg", "SWD x1e3 (mean of levels)"),
+            ("lab_w1", "CIELAB W1 (L+a+b)"),
+            ("background_delta_e", "background colour Delta E"),
+            ("quality_score", "quality score (1 = real vs real)"),
+        ]
         fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2))
         for ax, (key, title) in zip(axes, panels):
             ax.plot(epochs, [r[key] for r in self.history], marker="o", ms=3)
             ref = 1.0 if key == "quality_score" else self.reference[key]
             ax.axhline(ref, ls="--", c="grey", lw=1, label="real vs real")
             if self.best is not None:
-                ax.axvline(self.best["epoch"], ls=":", c="green", lw=1,
-                           label=f"best (epoch {self.best['epoch']})")
+                ax.axvline(
+                    self.best["epoch"],
+                    ls=":",
+                    c="green",
+                    lw=1,
+                    label=f"best (epoch {self.best['epoch']})",
+                )
             ax.set_title(title, fontsize=9)
             ax.set_xlabel("epoch")
             ax.set_ylim(bottom=0)

@@ -1,13 +1,13 @@
 """The run directory: resolved config, data record, run log, metrics CSV and sample grids.
 
-    RUN/config.json            resolved TrainConfig (common.config.save)
-    RUN/data.json              training-set fingerprint, image count, layout, filters
-    RUN/run.log                what happened, including every skipped file and why
-    RUN/metrics.csv            one row per finished epoch (+ quality columns when measured)
-    RUN/quality.json, .png     weight-free quality history, curve and best epoch (trainer.quality)
-    RUN/samples/epoch_XXXX.png a grid from a fixed latent batch, one per epoch
-    RUN/tensorboard/           TensorBoard event files
-    RUN/checkpoints/epoch_XXXX complete checkpoints (trainer.checkpoints)
+RUN/config.json            resolved TrainConfig (common.config.save)
+RUN/data.json              training-set fingerprint, image count, layout, filters
+RUN/run.log                what happened, including every skipped file and why
+RUN/metrics.csv            one row per finished epoch (+ quality columns when measured)
+RUN/quality.json, .png     weight-free quality history, curve and best epoch (trainer.quality)
+RUN/samples/epoch_XXXX.png a grid from a fixed latent batch, one per epoch
+RUN/tensorboard/           TensorBoard event files
+RUN/checkpoints/epoch_XXXX complete checkpoints (trainer.checkpoints)
 """
 
 from __future__ import annotations
@@ -23,16 +23,29 @@ import numpy as np
 from PIL import Image
 
 from common.config import ConfigError, atomic_write_bytes, atomic_write_text, from_dict, save
+from common.datasets import DatasetIndex
+from common.images import to_uint8
 from trainer.config import TrainConfig, incompatible_keys
-from trainer.data import DatasetIndex
 
 # Config keys added after 0.1.0, with the values that runs saved before them trained with.
 LEGACY_VALUES = {"r1_gamma": 0.0}
 
 # Quality columns (trainer.quality) are empty in epochs without a measurement. A resume
 # rewrites the file with this header (truncate_metrics), so older runs' files gain the columns.
-METRIC_FIELDS = ("epoch", "step", "d_loss", "g_loss", "d_real", "d_fake", "images_per_s",
-                 "seconds", "swd_avg", "lab_w1", "background_delta_e", "quality_score")
+METRIC_FIELDS = (
+    "epoch",
+    "step",
+    "d_loss",
+    "g_loss",
+    "d_real",
+    "d_fake",
+    "images_per_s",
+    "seconds",
+    "swd_avg",
+    "lab_w1",
+    "background_delta_e",
+    "quality_score",
+)
 
 
 class RunDir:
@@ -69,11 +82,13 @@ class RunDir:
             return
         bad = incompatible_keys(saved, config)
         if bad:
-            diffs = "; ".join(f"{k}: {getattr(saved, k)!r} in the run, {getattr(config, k)!r} now"
-                              for k in bad)
+            diffs = "; ".join(
+                f"{k}: {getattr(saved, k)!r} in the run, {getattr(config, k)!r} now" for k in bad
+            )
             raise ConfigError(
                 f"{self.path} holds a run with a different config ({diffs}). These keys "
-                f"cannot change on resume; use the run's values or a new --run directory.")
+                f"cannot change on resume; use the run's values or a new --run directory."
+            )
 
     def write_config(self, config: TrainConfig) -> None:
         save(config, self.config_file)
@@ -86,14 +101,18 @@ class RunDir:
             raise ConfigError(
                 f"the training data changed since {self.path} was started: fingerprint "
                 f"{saved.get('fingerprint')} ({saved.get('image_count')} images) in the run, "
-                f"{index.fingerprint} ({len(index.records)} images) now. Use a new --run.")
+                f"{index.fingerprint} ({len(index.records)} images) now. Use a new --run."
+            )
 
     def write_data(self, index: DatasetIndex, config: TrainConfig) -> None:
-        doc = {"fingerprint": index.fingerprint, "image_count": len(index.records),
-               "layout": index.layout, "root": str(index.root),
-               "filters": {"benign_malignant": config.benign_malignant,
-                           "diagnosis": config.diagnosis},
-               "skipped_count": len(index.skipped)}
+        doc = {
+            "fingerprint": index.fingerprint,
+            "image_count": len(index.records),
+            "layout": index.layout,
+            "root": str(index.root),
+            "filters": {"benign_malignant": config.benign_malignant, "diagnosis": config.diagnosis},
+            "skipped_count": len(index.skipped),
+        }
         atomic_write_text(self.data_file, json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
     def read_data(self) -> dict:
@@ -104,8 +123,9 @@ class RunDir:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ConfigError(f"--run {self.path}: cannot create the run directory "
-                              f"({exc.strerror})") from None
+            raise ConfigError(
+                f"--run {self.path}: cannot create the run directory ({exc.strerror})"
+            ) from None
         handler = logging.FileHandler(self.log_file, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger = logging.getLogger("trainer")
@@ -118,8 +138,11 @@ class RunDir:
         if not self.metrics_file.is_file():
             return
         with open(self.metrics_file, newline="", encoding="utf-8") as fh:
-            rows = [r for r in csv.DictReader(fh)  # a kill mid-write leaves a short last row
-                    if r.get("seconds") and r["epoch"].isdigit() and int(r["epoch"]) <= last_epoch]
+            rows = [
+                r
+                for r in csv.DictReader(fh)  # a kill mid-write leaves a short last row
+                if r.get("seconds") and r["epoch"].isdigit() and int(r["epoch"]) <= last_epoch
+            ]
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, extrasaction="ignore")
         writer.writeheader()
@@ -143,10 +166,6 @@ class RunDir:
         return path
 
 
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    return np.clip(np.round((np.asarray(images) + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
 def sample_grid(images: np.ndarray, pad: int = 2) -> np.ndarray:
     """uint8 mosaic of ``images`` ([N, H, W, 3] in [-1, 1]), as square as possible."""
     imgs = to_uint8(images)
@@ -156,5 +175,8 @@ def sample_grid(images: np.ndarray, pad: int = 2) -> np.ndarray:
     grid = np.zeros((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), np.uint8)
     for i, img in enumerate(imgs):
         r, c = divmod(i, cols)
-        grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = img
+        grid[
+            pad + r * (h + pad) : pad + r * (h + pad) + h,
+            pad + c * (w + pad) : pad + c * (w + pad) + w,
+        ] = img
     return grid

@@ -1,4 +1,4 @@
-"""``python -m validator validate|serve|export-xception|list-checks``."""
+"""``python -m validator validate|serve|list-checks``."""
 
 import sys
 

@@ -1,13 +1,14 @@
 """Command line of the validator: ``validate`` (exit 0 PASS, 1 FAIL, 2 bad usage or input),
-``serve`` (the gRPC Validator service) and ``export-xception`` (TensorFlow side only)."""
+``serve`` (the gRPC Validator service) and ``list-checks``. The feature model comes from the
+trainer's ``python -m trainer export-xception`` (TensorFlow side)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from common.config import add_arguments, resolve
 from common.errors import UserError
@@ -19,7 +20,7 @@ CLIENT_TOKEN_ENV = "DERMSYNTH_CLIENT_TOKEN"  # the fetch client's token, honoure
 EPILOG = """\
 examples:
   # make the feature model once, where TensorFlow is installed (trainer image)
-  python -m validator export-xception --weights imagenet --size 299 --out models/xception.onnx
+  python -m trainer export-xception --weights imagenet --size 299 --out models/xception.onnx
   # validate a folder of synthetic images against the training set and a held-out set
   python -m validator validate --real data/train --holdout data/holdout \\
       --synthetic out/samples --features-model models/xception.onnx --out reports/r1
@@ -45,34 +46,43 @@ checks:
 def _parser() -> argparse.ArgumentParser:
     checks = "\n".join(f"  {n:13s} {d}" for n, d in registry.describe().items())
     parser = argparse.ArgumentParser(
-        prog="python -m validator", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="python -m validator",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Release gate for synthetic dermoscopic images: privacy (nearest-"
-                    "neighbour) and quality checks on Xception features, with a report.",
-        epilog=EPILOG.format(prefix=ENV_PREFIX, serve_prefix=SERVE_ENV_PREFIX, checks=checks))
+        "neighbour) and quality checks on Xception features, with a report.",
+        epilog=EPILOG.format(prefix=ENV_PREFIX, serve_prefix=SERVE_ENV_PREFIX, checks=checks),
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text, cls in (
-            ("validate", "validate a synthetic set; writes report.json/.html", ValidateConfig),
-            ("serve", "serve the dermsynth.v1.Validator gRPC service", ValidatorServerConfig)):
-        p = sub.add_parser(name, help=text, description=text, epilog=parser.epilog,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        ("validate", "validate a synthetic set; writes report.json/.html", ValidateConfig),
+        ("serve", "serve the dermsynth.v1.Validator gRPC service", ValidatorServerConfig),
+    ):
+        p = sub.add_parser(
+            name,
+            help=text,
+            description=text,
+            epilog=parser.epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         add_arguments(p, cls)
     serve = sub.choices["serve"]
-    serve.add_argument("--data-root", dest="data_roots", action="append", type=Path,
-                       metavar="DIR", help="a folder requests may read (real, holdout, "
-                       "synthetic sets, model dirs, thresholds files); repeat for more "
-                       "(required, at least one)")
-    serve.add_argument("--allowed-target", dest="allowed_targets", action="append",
-                       metavar="HOST:PORT", help="a generation server requests may fetch "
-                       "from; repeat for more (default: none)")
-    p = sub.add_parser("export-xception", help="export Xception to ONNX (needs TensorFlow)",
-                       description="Export keras.applications.Xception (no top, average "
-                       "pooling, 2048-d) to ONNX with a sidecar JSON. Needs TensorFlow: "
-                       "run it in the trainer image.")
-    p.add_argument("--weights", default="imagenet",
-                   help="imagenet (Keras cache or download), random (tests only) or PATH.h5")
-    p.add_argument("--size", type=int, default=299, help="input side in px (>= 71)")
-    p.add_argument("--out", type=Path, required=True, help="ONNX file to write")
-    p.add_argument("--opset", type=int, default=17)
+    serve.add_argument(
+        "--data-root",
+        dest="data_roots",
+        action="append",
+        type=Path,
+        metavar="DIR",
+        help="a folder requests may read (real, holdout, "
+        "synthetic sets, model dirs, thresholds files); repeat for more "
+        "(required, at least one)",
+    )
+    serve.add_argument(
+        "--allowed-target",
+        dest="allowed_targets",
+        action="append",
+        metavar="HOST:PORT",
+        help="a generation server requests may fetch from; repeat for more (default: none)",
+    )
     sub.add_parser("list-checks", help="list the registered checks")
     return parser
 
@@ -83,17 +93,22 @@ def _validate(config: ValidateConfig) -> int:
     def say(stage, done, total, message):
         if message and (done == total or stage == "checks"):
             print(f"[{stage}] {message}", file=sys.stderr)
+
     outcome = run_validation(config, on_progress=say)
     model = outcome.report["feature_model"]
     if model["random_weights"]:
-        print("WARNING: features from a RANDOM-WEIGHT Xception: feature-space quality numbers "
-              "are not meaningful (info)")
+        print(
+            "WARNING: features from a RANDOM-WEIGHT Xception: feature-space quality numbers "
+            "are not meaningful (info)"
+        )
     print(f"gate: {outcome.verdict.policy}")
     for r in outcome.results:
         state = outcome.verdict.status(r.name)
-        print(f"  {r.name:13s} {state.upper() if state in ('fail', 'error') else state:5s} "
-              f"{r.error or r.note}")
-    print(f"verdict: {outcome.verdict.verdict}")
+        print(
+            f"  {r.name:13s} {state.upper() if state in ('fail', 'error') else state:5s} "
+            f"{r.error or r.note}"
+        )
+    print(f"verdict: {outcome.verdict.decision}")
     for reason in outcome.verdict.reasons:
         print(f"  - {reason}")
     print(f"report: {outcome.report_html}")
@@ -101,35 +116,27 @@ def _validate(config: ValidateConfig) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["export-xception"]:
+        raise UserError(
+            "export-xception moved to the trainer (it needs TensorFlow): "
+            "python -m trainer export-xception ..."
+        )
     args = _parser().parse_args(argv)
     if args.command == "list-checks":
         for name, doc in registry.describe().items():
             print(f"{name:13s} {doc}")
         return 0
-    if args.command == "export-xception":
-        from validator.xception_export import export_xception
-        meta = export_xception(args.weights, args.size, args.out, opset=args.opset)
-        print(f"wrote {args.out} (weights={meta['weights']}, {meta['input_size']} px, "
-              f"sha256 {meta['onnx_sha256'][:12]})")
-        return 0
-    if args.command == "serve":
+    if args.command == "serve":  # resolve() runs the config's validate(): the one place
         server_config = resolve(ValidatorServerConfig, args, prefix=SERVE_ENV_PREFIX)
-        _check_names(server_config.checks)
         from validator.server import serve
+
         return serve(server_config)
-    config = resolve(ValidateConfig, args, prefix=ENV_PREFIX)
-    _check_names(config.checks)
-    if config.generator_token is None and os.environ.get(CLIENT_TOKEN_ENV):
-        config = config.replace(generator_token=os.environ[CLIENT_TOKEN_ENV])
-    if config.generator_token is not None and config.generator_token != \
-            config.generator_token.strip():
-        raise UserError("--generator-token: leading or trailing whitespace (a newline from a "
-                        "file?): no server would accept it")
-    return _validate(config)
-
-
-def _check_names(checks) -> None:
-    unknown = [c for c in checks if c not in registry.names()]
-    if unknown:
-        raise UserError(f"--checks: unknown {', '.join(unknown)}; "
-                        f"choose from {', '.join(registry.names())}")
+    own_token = os.environ.get(ENV_PREFIX + "GENERATOR_TOKEN", "")
+    if (
+        args.generator_token is None
+        and own_token.lower() in ("", "none")
+        and os.environ.get(CLIENT_TOKEN_ENV)
+    ):  # the fetch client's token, checked alike
+        args.generator_token = os.environ[CLIENT_TOKEN_ENV]
+    return _validate(resolve(ValidateConfig, args, prefix=ENV_PREFIX))

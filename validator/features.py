@@ -1,11 +1,12 @@
 """Xception image features through ONNX Runtime, with a per-file feature cache.
 
 Method: Xception (Chollet, "Xception: Deep Learning with Depthwise Separable Convolutions",
-CVPR 2017) without its classifier, global-average-pooled to 2048-d, as in the thesis' PCA/t-SNE
+CVPR 2017) without its classifier, global-average-pooled to 2048-d, as in the PCA/t-SNE
 views and as the Inception features of FID (Heusel et al. 2017). Preprocessing is Xception's own
 (``keras.applications.xception.preprocess_input``: ``x / 127.5 - 1``), i.e.
-:func:`trainer.data.to_unit_range`. The ONNX file comes from ``python -m validator
-export-xception`` (:mod:`validator.xception_export`); this module never imports TensorFlow.
+:func:`common.images.to_unit_range`. The ONNX file and its sidecar come from
+``python -m trainer export-xception``, under the contract in :mod:`common.feature_model`; this
+module never imports TensorFlow.
 
 Cache: one SQLite file in ``cache_dir`` keyed by (image file sha256, feature model sha256,
 input size), so a re-run only computes features for files it has not seen.
@@ -13,23 +14,26 @@ input size), so a re-run only computes features for files it has not seen.
 
 from __future__ import annotations
 
-import json
 import sqlite3
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
+from common.datasets import ImageRecord
 from common.errors import UserError
+from common.feature_model import EXPORT_COMMAND, RANDOM, Sidecar
 from common.hashing import sha256_file
-from trainer.data import ImageRecord, load_images, to_unit_range
-from validator.xception_export import MIN_SIZE, sidecar_path
+from common.images import load_images, to_unit_range
 
 
 @dataclass(frozen=True)
 class FeatureModelInfo:
+    """The loaded feature model as reports show it: its file and sha256, and the sidecar's
+    weights kind, input size, feature size and export versions."""
+
     path: str
     sha256: str
     weights: str  # "imagenet" | "random" | "file:<sha256>"
@@ -37,9 +41,20 @@ class FeatureModelInfo:
     feature_dim: int
     versions: dict
 
+    @classmethod
+    def of(cls, path: Path, sidecar: Sidecar) -> FeatureModelInfo:
+        return cls(
+            str(path),
+            sidecar.onnx_sha256,
+            sidecar.weights,
+            sidecar.input_size,
+            sidecar.feature_dim,
+            dict(sidecar.versions),
+        )
+
     @property
     def random_weights(self) -> bool:
-        return self.weights == "random"
+        return self.weights == RANDOM
 
     def label(self) -> str:
         text = f"Xception {self.input_size}px, weights={self.weights}"
@@ -59,42 +74,44 @@ class FeatureModel:
     def __init__(self, path: str | Path, *, threads: int = 0):
         path = Path(path)
         if not path.is_file():
-            raise UserError(f"feature model {path} does not exist; make one with "
-                            "`python -m validator export-xception` (in the trainer image)")
-        side = sidecar_path(path)
-        if not side.is_file():
-            raise UserError(f"feature model {path} has no sidecar {side.name} (weights kind "
-                            "unknown); export it with `python -m validator export-xception`")
-        try:
-            meta = json.loads(side.read_text())
-            size, dim, weights = int(meta["input_size"]), int(meta["feature_dim"]), meta["weights"]
-            want_sha, in_name = meta["onnx_sha256"], meta["input_name"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise UserError(f"{side}: malformed feature model sidecar ({exc})") from exc
+            raise UserError(
+                f"feature model {path} does not exist; make one with "
+                f"`{EXPORT_COMMAND}` (in the trainer image)"
+            )
+        side = Sidecar.read(path)
         sha = sha256_file(path)
-        if sha != want_sha:
-            raise UserError(f"{path}: sha256 {sha[:12]} does not match its sidecar "
-                            f"({want_sha[:12]}); re-export the feature model")
-        if size < MIN_SIZE:
-            raise UserError(f"{side}: input_size {size} is below Xception's minimum {MIN_SIZE}")
+        if sha != side.onnx_sha256:
+            raise UserError(
+                f"{path}: sha256 {sha[:12]} does not match its sidecar "
+                f"({side.onnx_sha256[:12]}); re-export the feature model"
+            )
         import onnxruntime as ort
+
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        size, in_name, out_name = side.input_size, side.input_name, side.output_name
         inputs = {i.name: i.shape for i in self.session.get_inputs()}
         if in_name not in inputs or list(inputs[in_name][1:]) != [size, size, 3]:
-            raise UserError(f"{path}: expected input {in_name!r} [N, {size}, {size}, 3] as its "
-                            f"sidecar says, found {inputs}")
-        self.input_name = in_name
-        self.info = FeatureModelInfo(str(path), sha, weights, size, dim,
-                                     dict(meta.get("versions", {})))
+            raise UserError(
+                f"{path}: expected input {in_name!r} [N, {size}, {size}, 3] as its "
+                f"sidecar says, found {inputs}"
+            )
+        outputs = {o.name: o.shape for o in self.session.get_outputs()}
+        dim = outputs.get(out_name, [None])[-1]
+        if out_name not in outputs or (isinstance(dim, int) and dim != side.feature_dim):
+            raise UserError(
+                f"{path}: expected output {out_name!r} [N, {side.feature_dim}] as "
+                f"its sidecar says, found {outputs}"
+            )
+        self.input_name, self.output_name = in_name, out_name
+        self.info = FeatureModelInfo.of(path, side)
 
     def __call__(self, images_uint8: np.ndarray) -> np.ndarray:
         """Features of uint8 [N, size, size, 3] images (Xception preprocessing applied here)."""
         x = to_unit_range(images_uint8)
-        return self.session.run(None, {self.input_name: x})[0].astype(np.float32)
+        return self.session.run([self.output_name], {self.input_name: x})[0].astype(np.float32)
 
 
 class FeatureCache:
@@ -105,8 +122,10 @@ class FeatureCache:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as db:
-                db.execute("CREATE TABLE IF NOT EXISTS features (image_sha TEXT, model_sha TEXT,"
-                           " size INTEGER, vec BLOB, PRIMARY KEY (image_sha, model_sha, size))")
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS features (image_sha TEXT, model_sha TEXT,"
+                    " size INTEGER, vec BLOB, PRIMARY KEY (image_sha, model_sha, size))"
+                )
 
     @contextmanager
     def _connect(self):
@@ -124,10 +143,12 @@ class FeatureCache:
         with self._connect() as db:
             unique = sorted(set(shas))
             for i in range(0, len(unique), 500):
-                chunk = unique[i:i + 500]
+                chunk = unique[i : i + 500]
                 rows = db.execute(
                     f"SELECT image_sha, vec FROM features WHERE model_sha=? AND size=? AND "
-                    f"image_sha IN ({','.join('?' * len(chunk))})", [model_sha, size, *chunk])
+                    f"image_sha IN ({','.join('?' * len(chunk))})",
+                    [model_sha, size, *chunk],
+                )
                 for sha, blob in rows:
                     found[sha] = np.frombuffer(blob, dtype=np.float32)
         return found
@@ -136,14 +157,25 @@ class FeatureCache:
         if self.path is None or not items:
             return
         with self._connect() as db:
-            db.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?)",
-                           [(sha, model_sha, size, np.asarray(v, np.float32).tobytes())
-                            for sha, v in items.items()])
+            db.executemany(
+                "INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?)",
+                [
+                    (sha, model_sha, size, np.asarray(v, np.float32).tobytes())
+                    for sha, v in items.items()
+                ],
+            )
 
 
-def extract(model: FeatureModel, records: Sequence[ImageRecord], *, cache: FeatureCache,
-            batch_size: int = 32, progress: bool = True, desc: str = "features",
-            on_batch: Callable[[int, int], None] | None = None) -> FeatureResult:
+def extract(
+    model: FeatureModel,
+    records: Sequence[ImageRecord],
+    *,
+    cache: FeatureCache,
+    batch_size: int = 32,
+    progress: bool = True,
+    desc: str = "features",
+    on_batch: Callable[[int, int], None] | None = None,
+) -> FeatureResult:
     """Features for ``records`` in order: cached ones read, the rest computed in batches."""
     info = model.info
     known = cache.get([r.sha256 for r in records], info.sha256, info.input_size)
@@ -153,9 +185,10 @@ def extract(model: FeatureModel, records: Sequence[ImageRecord], *, cache: Featu
             missing.setdefault(rec.sha256, rec)
     todo = list(missing.values())
     from tqdm import tqdm
+
     with tqdm(total=len(todo), desc=desc, unit="img", disable=not progress or not todo) as bar:
         for start in range(0, len(todo), batch_size):
-            batch = todo[start:start + batch_size]
+            batch = todo[start : start + batch_size]
             feats = model(load_images(batch, info.input_size, progress=False))
             new = {rec.sha256: f for rec, f in zip(batch, feats)}
             cache.put(new, info.sha256, info.input_size)

@@ -37,7 +37,7 @@ STATUSES = ("pass", "fail", "info", "error", "n/a")
 
 @dataclass(frozen=True)
 class Verdict:
-    verdict: str  # "PASS" | "FAIL"
+    decision: str  # "PASS" | "FAIL"
     reasons: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     statuses: dict[str, str] = field(default_factory=dict)  # check name -> one of STATUSES
@@ -45,7 +45,7 @@ class Verdict:
 
     @property
     def passed(self) -> bool:
-        return self.verdict == "PASS"
+        return self.decision == "PASS"
 
     def status(self, name: str) -> str:
         return self.statuses.get(name, "info")
@@ -72,14 +72,19 @@ def status_of(result: CheckResult, *, random_weights: bool) -> str:
 
 def policy(*, random_weights: bool) -> str:
     if random_weights:
-        return ("features from RANDOM weights: privacy checks and the weight-free quality checks "
-                "(pixels only) decide; feature-space quality checks are report-only (info)")
-    return ("features from pretrained weights: privacy checks and all quality checks with a "
-            "limit decide")
+        return (
+            "features from RANDOM weights: privacy checks and the weight-free quality checks "
+            "(pixels only) decide; feature-space quality checks are report-only (info)"
+        )
+    return (
+        "features from pretrained weights: privacy checks and all quality checks with a "
+        "limit decide"
+    )
 
 
-def decide(results: list[CheckResult], *, random_weights: bool,
-           allow_random_weights: bool) -> Verdict:
+def decide(
+    results: list[CheckResult], *, random_weights: bool, allow_random_weights: bool
+) -> Verdict:
     reasons, warnings = [], []
     statuses = {r.name: status_of(r, random_weights=random_weights) for r in results}
     ran = {r.name for r in results}
@@ -87,22 +92,32 @@ def decide(results: list[CheckResult], *, random_weights: bool,
         if name not in ran:
             reasons.append(f"required check {name!r} did not run")
     if random_weights:
-        info = [r.name for r in results if statuses[r.name] == "info" and
-                not registry.is_weight_free(r.name)]
-        deciding = [r.name for r in results
-                    if r.kind == "quality" and registry.is_weight_free(r.name)]
+        info = [
+            r.name
+            for r in results
+            if statuses[r.name] == "info" and not registry.is_weight_free(r.name)
+        ]
+        deciding = [
+            r.name for r in results if r.kind == "quality" and registry.is_weight_free(r.name)
+        ]
         if info:
-            warnings.append(f"features come from a RANDOM-WEIGHT Xception: {', '.join(info)} "
-                            "are report-only (info); export ImageNet weights to let them decide")
+            warnings.append(
+                f"features come from a RANDOM-WEIGHT Xception: {', '.join(info)} "
+                "are report-only (info); export ImageNet weights to let them decide"
+            )
         if not deciding:
-            message = ("features come from a RANDOM-WEIGHT Xception and no weight-free quality "
-                       "check (swd, colour, pixel_c2st) ran: nothing judged image quality")
+            message = (
+                "features come from a RANDOM-WEIGHT Xception and no weight-free quality "
+                "check (swd, colour, pixel_c2st) ran: nothing judged image quality"
+            )
             if allow_random_weights:
                 warnings.append(message + " (accepted by --allow-random-weights)")
             else:
-                reasons.append(message + "; run them, export ImageNet weights "
-                               "(`python -m validator export-xception --weights imagenet`) or "
-                               "pass --allow-random-weights")
+                reasons.append(
+                    message + "; run them, export ImageNet weights "
+                    "(`python -m trainer export-xception --weights imagenet`) or "
+                    "pass --allow-random-weights"
+                )
     for r in results:
         state = statuses[r.name]
         if state == "error":
@@ -112,5 +127,10 @@ def decide(results: list[CheckResult], *, random_weights: bool,
         elif state == "n/a":
             warnings.append(f"{r.name}: {r.note or 'not applicable'}")
         warnings.extend(f"{r.name}: {w}" for w in r.numbers.get("warnings") or [])
-    return Verdict("FAIL" if reasons else "PASS", reasons, warnings, statuses,
-                   policy(random_weights=random_weights))
+    return Verdict(
+        "FAIL" if reasons else "PASS",
+        reasons,
+        warnings,
+        statuses,
+        policy(random_weights=random_weights),
+    )

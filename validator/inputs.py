@@ -1,28 +1,29 @@
 """The three image sets of a validation: real training set, optional held-out real set,
 synthetic set (a folder, or fetched from a generation server into ``<out>/synthetic``).
 
-All reading goes through :mod:`trainer.data` (layouts, metadata filters, verification,
-fingerprints, centre-crop + Lanczos resizing), the same loader the trainer uses.
+All reading goes through :mod:`common.datasets` (layouts, metadata filters, verification,
+fingerprints) and :mod:`common.images` (centre-crop + Lanczos resizing), as in the trainer.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
+from common.datasets import DatasetIndex, scan
 from common.errors import UserError
 from common.hashing import fingerprint
-from trainer.data import DatasetIndex, scan
+from common.manifest import ManifestError, ModelManifest
 from validator.config import ValidateConfig
 
 
 @dataclass(frozen=True)
 class ImageSet:
-    role: str      # "real" | "holdout" | "synthetic"
-    source: str    # folder, or HOST:PORT for a fetched set
+    role: str  # "real" | "holdout" | "synthetic"
+    source: str  # folder, or HOST:PORT for a fetched set
     index: DatasetIndex
     filters: dict
     removed_overlap: int = 0
@@ -36,13 +37,20 @@ class ImageSet:
         return [str(r.path) for r in self.index.records]
 
     def info(self) -> dict:
-        return {"role": self.role, "source": self.source, "folder": str(self.index.root),
-                "layout": self.index.layout, "count": len(self.index.records),
-                "skipped": len(self.index.skipped),
-                "skipped_examples": [{"path": str(s.path), "reason": s.reason}
-                                     for s in self.index.skipped[:5]],
-                "fingerprint": self.index.fingerprint, "filters": self.filters,
-                "removed_overlap": self.removed_overlap}
+        return {
+            "role": self.role,
+            "source": self.source,
+            "folder": str(self.index.root),
+            "layout": self.index.layout,
+            "count": len(self.index.records),
+            "skipped": len(self.index.skipped),
+            "skipped_examples": [
+                {"path": str(s.path), "reason": s.reason} for s in self.index.skipped[:5]
+            ],
+            "fingerprint": self.index.fingerprint,
+            "filters": self.filters,
+            "removed_overlap": self.removed_overlap,
+        }
 
 
 @dataclass(frozen=True)
@@ -50,22 +58,7 @@ class Inputs:
     real: ImageSet
     holdout: ImageSet | None
     synthetic: ImageSet
-    model_manifest: dict | None
-
-
-def check_config(config: ValidateConfig) -> None:
-    """Usage errors before any work: what must be given for a validation run."""
-    if config.real is None:
-        raise UserError("--real is required (the real training set)")
-    if config.out is None:
-        raise UserError("--out is required (the report directory)")
-    if config.features_model is None:
-        raise UserError("--features-model is required (make one with `python -m validator "
-                        "export-xception`)")
-    if (config.synthetic is None) == (config.from_server is None):
-        raise UserError("give exactly one of --synthetic DIR or --from-server HOST:PORT")
-    if config.from_server is not None and config.count < 1:
-        raise UserError("--from-server needs --count N (N >= 1) and --seed S")
+    model_manifest: dict | None  # model.json (--model-dir) or the served ModelInfo (fetched)
 
 
 def _drop_shared(holdout: ImageSet, real_shas: set[str]) -> ImageSet:
@@ -75,12 +68,16 @@ def _drop_shared(holdout: ImageSet, real_shas: set[str]) -> ImageSet:
     if len(kept) == len(holdout.records):
         return holdout
     if not kept:
-        raise UserError(f"--holdout {holdout.source}: every image is also in --real; a "
-                        "held-out set must hold images NOT used in training")
-    index = dataclasses.replace(holdout.index, records=kept,
-                                fingerprint=fingerprint(r.sha256 for r in kept))
-    return dataclasses.replace(holdout, index=index,
-                               removed_overlap=len(holdout.records) - len(kept))
+        raise UserError(
+            f"--holdout {holdout.source}: every image is also in --real; a "
+            "held-out set must hold images NOT used in training"
+        )
+    index = dataclasses.replace(
+        holdout.index, records=kept, fingerprint=fingerprint(r.sha256 for r in kept)
+    )
+    return dataclasses.replace(
+        holdout, index=index, removed_overlap=len(holdout.records) - len(kept)
+    )
 
 
 def _read_manifest(path: Path) -> dict | None:
@@ -92,8 +89,12 @@ def _read_manifest(path: Path) -> dict | None:
         raise UserError(f"{path}: not valid JSON: {exc}") from exc
 
 
-def fetch_synthetic(config: ValidateConfig, out_dir: Path, progress: bool,
-                    on_batch: Callable[[int, int], None] | None = None) -> None:
+def fetch_synthetic(
+    config: ValidateConfig,
+    out_dir: Path,
+    progress: bool,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> None:
     """Pull ``count`` images for ``seed`` from a generation server (resumes on re-run), with
     ``config.generator_token`` and ``config.generator_tls_ca``. ``on_batch(done, count)`` runs
     after every batch; an exception it raises stops the fetch (cancellation)."""
@@ -102,25 +103,41 @@ def fetch_synthetic(config: ValidateConfig, out_dir: Path, progress: bool,
     except ImportError as exc:
         raise UserError(f"--from-server needs serving.client ({exc})") from exc
     try:
-        fetch(config.from_server, seed=config.seed, count=config.count, out_dir=out_dir,
-              progress=progress, token=config.generator_token,
-              root_cert=config.generator_tls_ca, on_batch=on_batch)
+        fetch(
+            config.from_server,
+            seed=config.seed,
+            count=config.count,
+            out_dir=out_dir,
+            progress=progress,
+            token=config.generator_token,
+            root_cert=config.generator_tls_ca,
+            on_batch=on_batch,
+        )
     except FetchFailed as exc:  # the client's exit 1 would read as a FAIL verdict here
         raise UserError(f"--from-server {config.from_server}: {exc}") from None
 
 
-def load_inputs(config: ValidateConfig, *, progress: bool = True,
-                on_fetch: Callable[[int, int], None] | None = None) -> Inputs:
+def load_inputs(
+    config: ValidateConfig,
+    *,
+    progress: bool = True,
+    on_fetch: Callable[[int, int], None] | None = None,
+) -> Inputs:
     """Scan the real sets and the synthetic one (fetched first with ``--from-server``;
-    ``on_fetch(done, count)`` after every fetched batch)."""
-    check_config(config)
+    ``on_fetch(done, count)`` after every fetched batch). ``config`` is validated
+    (:meth:`ValidateConfig.validate`)."""
     filters = {"benign_malignant": config.benign_malignant, "diagnosis": config.diagnosis}
-    real = ImageSet("real", str(config.real),
-                    scan(config.real, progress=progress, **filters), filters)
+    real = ImageSet(
+        "real", str(config.real), scan(config.real, progress=progress, **filters), filters
+    )
     holdout = None
     if config.holdout is not None:
-        holdout = ImageSet("holdout", str(config.holdout),
-                           scan(config.holdout, progress=progress, **filters), filters)
+        holdout = ImageSet(
+            "holdout",
+            str(config.holdout),
+            scan(config.holdout, progress=progress, **filters),
+            filters,
+        )
         holdout = _drop_shared(holdout, {r.sha256 for r in real.records})
     manifest = None
     if config.from_server is not None:
@@ -131,11 +148,15 @@ def load_inputs(config: ValidateConfig, *, progress: bool = True,
         manifest = fetched.get("model") or fetched.get("model_info")
     else:
         folder, source = Path(config.synthetic), str(config.synthetic)
-    synthetic = ImageSet("synthetic", source, scan(folder, layout="folder", progress=progress),
-                         {"seed": config.seed, "count": config.count}
-                         if config.from_server else {})
+    synthetic = ImageSet(
+        "synthetic",
+        source,
+        scan(folder, layout="folder", progress=progress),
+        {"seed": config.seed, "count": config.count} if config.from_server else {},
+    )
     if config.model_dir is not None:
-        manifest = _read_manifest(Path(config.model_dir) / "model.json")
-        if manifest is None:
-            raise UserError(f"--model-dir {config.model_dir} has no model.json")
+        try:
+            manifest = ModelManifest.load(config.model_dir).to_dict()
+        except ManifestError as exc:
+            raise UserError(f"--model-dir: {exc}") from None
     return Inputs(real, holdout, synthetic, manifest)

@@ -16,10 +16,10 @@ with an image id column); no column or no match means "no group" (``None``).
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -50,7 +50,8 @@ def _table(folder: Path, mtimes: tuple) -> dict[str, dict[str, str]]:
                     values = {c: (row.get(c) or "").strip() for c in cols}
                     if image_id and any(values.values()):
                         found.setdefault(image_id, {}).update(
-                            {c: v for c, v in values.items() if v})
+                            {c: v for c, v in values.items() if v}
+                        )
         except (OSError, UnicodeDecodeError, csv.Error):
             continue
     return found
@@ -73,14 +74,16 @@ def _lookup(path: Path) -> dict[str, str]:
 @dataclass(frozen=True)
 class Groups:
     """Per image of one set: its lesion and patient ids (``None``: unknown)."""
+
     lesion: tuple[str | None, ...]
     patient: tuple[str | None, ...]
 
     @classmethod
-    def read(cls, paths: Sequence[str | Path] | None) -> "Groups":
+    def read(cls, paths: Sequence[str | Path] | None) -> Groups:
         rows = [_lookup(Path(p)) for p in paths or []]
-        return cls(tuple(r.get("lesion_id") for r in rows),
-                   tuple(r.get("patient_id") for r in rows))
+        return cls(
+            tuple(r.get("lesion_id") for r in rows), tuple(r.get("patient_id") for r in rows)
+        )
 
     def column(self, name: str) -> tuple[str | None, ...]:
         return self.lesion if name == "lesion_id" else self.patient
@@ -115,8 +118,9 @@ def group_codes(*columns: Sequence[str | None]) -> list[np.ndarray]:
     return out
 
 
-def split_by_group(keys: Sequence[str | None], fractions: Sequence[float],
-                   rng: np.random.Generator) -> list[np.ndarray]:
+def split_by_group(
+    keys: Sequence[str | None], fractions: Sequence[float], rng: np.random.Generator
+) -> list[np.ndarray]:
     """Random split of items into parts of about ``fractions`` of the items, keeping every
     group (equal non-None key) inside one part; items without a key are groups of one."""
     (codes,) = group_codes(keys)

@@ -18,9 +18,15 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norm, 1e-12)
 
 
-def nearest(query: np.ndarray, reference: np.ndarray | list[np.ndarray], k: int = 1, *,
-            exclude_self: bool = False, groups: tuple[np.ndarray, np.ndarray] | None = None,
-            chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def nearest(
+    query: np.ndarray,
+    reference: np.ndarray | list[np.ndarray],
+    k: int = 1,
+    *,
+    exclude_self: bool = False,
+    groups: tuple[np.ndarray, np.ndarray] | None = None,
+    chunk: int = 1024,
+) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest reference rows of every query row by cosine distance.
 
     ``reference`` is one [N, D] array or a list of views of it (same N and order); a row's
@@ -36,12 +42,13 @@ def nearest(query: np.ndarray, reference: np.ndarray | list[np.ndarray], k: int 
     if groups is not None:
         k = min(k, n_ref - int(np.bincount(np.unique(groups[1], return_inverse=True)[1]).max()))
     if k < 1:
-        raise ValueError("nearest-neighbour search needs at least one reference item "
-                         "(two for leave-one-out)")
+        raise ValueError(
+            "nearest-neighbour search needs at least one reference item (two for leave-one-out)"
+        )
     dist = np.empty((len(q), k), dtype=np.float32)
     idx = np.empty((len(q), k), dtype=np.int64)
     for start in range(0, len(q), chunk):
-        block = q[start:start + chunk]
+        block = q[start : start + chunk]
         d = np.full((len(block), n_ref), np.inf, dtype=np.float32)
         for view in views:
             np.minimum(d, 1.0 - block @ view.T, out=d)
@@ -49,11 +56,14 @@ def nearest(query: np.ndarray, reference: np.ndarray | list[np.ndarray], k: int 
             rows = np.arange(len(block))
             d[rows, start + rows] = np.inf
         if groups is not None:
-            d[groups[0][start:start + len(block), None] == groups[1][None, :]] = np.inf
-        part = np.argpartition(d, k - 1, axis=1)[:, :k] if k < n_ref else \
-            np.tile(np.arange(n_ref), (len(block), 1))
+            d[groups[0][start : start + len(block), None] == groups[1][None, :]] = np.inf
+        part = (
+            np.argpartition(d, k - 1, axis=1)[:, :k]
+            if k < n_ref
+            else np.tile(np.arange(n_ref), (len(block), 1))
+        )
         pd = np.take_along_axis(d, part, axis=1)
         order = np.argsort(pd, axis=1)
-        idx[start:start + len(block)] = np.take_along_axis(part, order, axis=1)
-        dist[start:start + len(block)] = np.maximum(np.take_along_axis(pd, order, axis=1), 0.0)
+        idx[start : start + len(block)] = np.take_along_axis(part, order, axis=1)
+        dist[start : start + len(block)] = np.maximum(np.take_along_axis(pd, order, axis=1), 0.0)
     return dist, idx

@@ -12,7 +12,7 @@ import base64
 import dataclasses
 import io
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ MAX_PAIRS = 40
 
 def _png(data: np.ndarray | Path, size: int | None = None) -> str:
     from PIL import Image
+
     if isinstance(data, Path):
         raw = data.read_bytes()
     else:
@@ -48,74 +49,137 @@ def _pairs(results: list[CheckResult], pixels: dict) -> list[dict]:
             if "index" not in item or item["index"] in seen or len(pairs) >= MAX_PAIRS:
                 continue
             seen.add(item["index"])
-            pairs.append({
-                "synthetic": item["synthetic"], "spaces": ", ".join(item.get("spaces", [])),
-                "nndr": item.get("nndr"), "image": _png(pixels["synthetic"][item["index"]], 96),
-                "neighbours": [{"path": p, "distance": d, "image": _png(pixels["real"][j], 96)}
-                               for p, d, j in zip(item["nearest_real"], item["nearest_distances"],
-                                                  item["nearest_real_indices"])]})
+            pairs.append(
+                {
+                    "synthetic": item["synthetic"],
+                    "spaces": ", ".join(item.get("spaces", [])),
+                    "nndr": item.get("nndr"),
+                    "image": _png(pixels["synthetic"][item["index"]], 96),
+                    "neighbours": [
+                        {"path": p, "distance": d, "image": _png(pixels["real"][j], 96)}
+                        for p, d, j in zip(
+                            item["nearest_real"],
+                            item["nearest_distances"],
+                            item["nearest_real_indices"],
+                        )
+                    ],
+                }
+            )
     return pairs
 
 
-def build_report(*, config, thresholds, inputs, model_info, feature_counts, results, verdict,
-                 views, run_id, seconds) -> dict:
+def build_report(
+    *,
+    config,
+    thresholds,
+    inputs,
+    model_info,
+    feature_counts,
+    results,
+    verdict,
+    views,
+    run_id,
+    seconds,
+) -> dict:
     sets = {"real": inputs.real, "holdout": inputs.holdout, "synthetic": inputs.synthetic}
-    return _jsonable({
-        "schema_version": SCHEMA_VERSION,
-        "tool": {"name": "dermsynth-validator", "version": __version__},
-        "run_id": run_id,
-        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "seconds": round(seconds, 2),
-        "verdict": verdict.verdict, "reasons": verdict.reasons, "warnings": verdict.warnings,
-        "feature_model": {**dataclasses.asdict(model_info),
-                          "random_weights": model_info.random_weights,
-                          "label": model_info.label()},
-        "inputs": {role: None if s is None else {**s.info(), "features": feature_counts[role]}
-                   for role, s in sets.items()},
-        "model_manifest": inputs.model_manifest,
-        "thresholds": to_dict(thresholds),
-        "gate": {"policy": verdict.policy,
-                 "deciding": [r.name for r in results if verdict.status(r.name) != "info"],
-                 "report_only": [r.name for r in results if verdict.status(r.name) == "info"]},
-        "checks": [{**r.to_dict(), "status": verdict.status(r.name)} for r in results],
-        "views": {name: str(Path(path).relative_to(Path(config.out)))
-                  for name, path in views.items()},
-        "config_file": "config.json",
-    })
+    return _jsonable(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "tool": {"name": "dermsynth-validator", "version": __version__},
+            "run_id": run_id,
+            "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "seconds": round(seconds, 2),
+            "verdict": verdict.decision,
+            "reasons": verdict.reasons,
+            "warnings": verdict.warnings,
+            "feature_model": {
+                **dataclasses.asdict(model_info),
+                "random_weights": model_info.random_weights,
+                "label": model_info.label(),
+            },
+            "inputs": {
+                role: None if s is None else {**s.info(), "features": feature_counts[role]}
+                for role, s in sets.items()
+            },
+            "model_manifest": inputs.model_manifest,
+            "thresholds": to_dict(thresholds),
+            "gate": {
+                "policy": verdict.policy,
+                "deciding": [r.name for r in results if verdict.status(r.name) != "info"],
+                "report_only": [r.name for r in results if verdict.status(r.name) == "info"],
+            },
+            "checks": [{**r.to_dict(), "status": verdict.status(r.name)} for r in results],
+            "views": {
+                name: str(Path(path).relative_to(Path(config.out))) for name, path in views.items()
+            },
+            "config_file": "config.json",
+        }
+    )
 
 
 def render_html(report: dict, views: dict, pairs: list[dict]) -> str:
     import jinja2
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-        autoescape=jinja2.select_autoescape(["html", "j2"]))
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+    )
     env.filters["num"] = _fmt
     env.filters["brief"] = _brief
     return env.get_template("report.html.j2").render(
-        report=report, views={name: _png(Path(p)) for name, p in views.items()}, pairs=pairs)
+        report=report, views={name: _png(Path(p)) for name, p in views.items()}, pairs=pairs
+    )
 
 
 def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, dict):
-        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items()
-                         if not isinstance(v, (list, dict)))
+        return ", ".join(
+            f"{k}={_fmt(v)}" for k, v in value.items() if not isinstance(v, (list, dict))
+        )
     return "" if value is None else str(value)
 
 
 def _brief(numbers: dict) -> str:
     """The scalar numbers, less those the real-vs-real table shows (values and z-scores)."""
     shown = set(numbers.get("versus_real") or {})
-    return _fmt({k: v for k, v in numbers.items()
-                 if k not in shown and not (k.startswith("z_") and k[2:] in shown)})
+    return _fmt(
+        {
+            k: v
+            for k, v in numbers.items()
+            if k not in shown and not (k.startswith("z_") and k[2:] in shown)
+        }
+    )
 
 
-def write_report(out: Path, *, config, thresholds, inputs, model_info, feature_counts, results,
-                 verdict, views, pixels, run_id, seconds) -> tuple[dict, Path, Path]:
-    report = build_report(config=config, thresholds=thresholds, inputs=inputs,
-                          model_info=model_info, feature_counts=feature_counts, results=results,
-                          verdict=verdict, views=views, run_id=run_id, seconds=seconds)
+def write_report(
+    out: Path,
+    *,
+    config,
+    thresholds,
+    inputs,
+    model_info,
+    feature_counts,
+    results,
+    verdict,
+    views,
+    pixels,
+    run_id,
+    seconds,
+) -> tuple[dict, Path, Path]:
+    report = build_report(
+        config=config,
+        thresholds=thresholds,
+        inputs=inputs,
+        model_info=model_info,
+        feature_counts=feature_counts,
+        results=results,
+        verdict=verdict,
+        views=views,
+        run_id=run_id,
+        seconds=seconds,
+    )
     save(config, out / "config.json", thresholds_resolved=to_dict(thresholds))
     json_path, html_path = out / "report.json", out / "report.html"
     atomic_write_text(html_path, render_html(report, views, _pairs(results, pixels)))

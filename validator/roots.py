@@ -10,7 +10,7 @@ before anything reads or writes it.
   folders). Otherwise PERMISSION_DENIED, with one message whether the path exists or not.
 - An input folder is walked (:func:`check_tree`) before it is read: a link anywhere in it that
   leads out of the roots refuses the request, so the image loader's recursive walk never reads
-  a file outside the roots (``trainer.data`` also never descends into linked folders).
+  a file outside the roots (``common.datasets`` also never descends into linked folders).
 - A report folder must be new, empty, or a previous report of this validator (it holds
   :data:`REPORT_MARKER`): a request can never write into another artifact's folder (a training
   run's ``config.json``, a model directory).
@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
-MAX_PATH = 4096       # PATH_MAX on Linux
-MAX_COMPONENT = 255   # NAME_MAX, in bytes
+MAX_PATH = 4096  # PATH_MAX on Linux
+MAX_COMPONENT = 255  # NAME_MAX, in bytes
 SHOWN = 80
 REPORT_MARKER = ".dermsynth-validator-report"
 
@@ -53,9 +53,12 @@ def _invalid(field: str, message: str) -> RequestError:
 
 
 def _denied(field: str, where: str) -> RequestError:
-    return RequestError("PERMISSION_DENIED", field,
-                        f"not inside the server's {where} (paths are resolved, symlinks "
-                        "followed, before this check)")
+    return RequestError(
+        "PERMISSION_DENIED",
+        field,
+        f"not inside the server's {where} (paths are resolved, symlinks "
+        "followed, before this check)",
+    )
 
 
 def check_syntax(field: str, raw: str) -> Path:
@@ -70,8 +73,9 @@ def check_syntax(field: str, raw: str) -> Path:
         raise _invalid(field, "the path is not valid UTF-8") from None
     for part in encoded.split(b"/"):
         if len(part) > MAX_COMPONENT:
-            raise _invalid(field, f"a path component is {len(part)} bytes long (at most "
-                                  f"{MAX_COMPONENT})")
+            raise _invalid(
+                field, f"a path component is {len(part)} bytes long (at most {MAX_COMPONENT})"
+            )
     return Path(raw)
 
 
@@ -129,9 +133,11 @@ class Roots:
             if not resolved.is_dir():
                 raise _invalid(field, "exists and is not a folder")
             if not is_report_folder(resolved):
-                raise RequestError("FAILED_PRECONDITION", field,
-                                   "an existing folder that is not a validator report: "
-                                   "choose a new folder")
+                raise RequestError(
+                    "FAILED_PRECONDITION",
+                    field,
+                    "an existing folder that is not a validator report: choose a new folder",
+                )
         try:
             resolved.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -169,9 +175,14 @@ def mark_report_folder(folder: Path) -> None:
         marker.write_text("a dermsynth validator report folder; the validator may rewrite it\n")
 
 
-def check_tree(field: str, folder: Path, roots: Roots, *,
-               should_stop: Callable[[], None] | None = None, max_entries: int = 2_000_000
-               ) -> None:
+def check_tree(
+    field: str,
+    folder: Path,
+    roots: Roots,
+    *,
+    should_stop: Callable[[], None] | None = None,
+    max_entries: int = 2_000_000,
+) -> None:
     """Refuse (PERMISSION_DENIED) a folder holding a symlink, at any depth, that leads out of
     the roots; links are not followed further (the image loader does not descend into linked
     folders). ``should_stop`` is called every 1000 entries (it may raise to stop the walk)."""
@@ -182,8 +193,9 @@ def check_tree(field: str, folder: Path, roots: Roots, *,
             if seen % 1000 == 0 and should_stop is not None:
                 should_stop()
             if seen > max_entries:
-                raise RequestError("RESOURCE_EXHAUSTED", field,
-                                   f"more than {max_entries} entries in the folder")
+                raise RequestError(
+                    "RESOURCE_EXHAUSTED", field, f"more than {max_entries} entries in the folder"
+                )
             entry = Path(dirpath, name)
             if entry.is_symlink():
                 try:
@@ -192,6 +204,8 @@ def check_tree(field: str, folder: Path, roots: Roots, *,
                     raise _denied(field, "roots (a link in the folder)") from None
                 if not roots.allowed(target):
                     raise RequestError(
-                        "PERMISSION_DENIED", field,
+                        "PERMISSION_DENIED",
+                        field,
                         f"holds a link that leads outside the server's roots "
-                        f"({show(str(entry.relative_to(folder)))})")
+                        f"({show(str(entry.relative_to(folder)))})",
+                    )

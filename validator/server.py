@@ -17,8 +17,7 @@ import logging
 import threading
 
 from common.errors import UserError
-from common.grpc_server import (GrpcServer, build_server, is_loopback, server_credentials,
-                                termination_signals)
+from common.grpc_server import GrpcServer, build_server, is_loopback, termination_signals
 from protos.dermsynth.v1 import validator_pb2 as pb
 from protos.dermsynth.v1 import validator_pb2_grpc as pb_grpc
 from validator.config import ValidatorServerConfig
@@ -46,8 +45,9 @@ class ValidatorServer:
 
     def load_model(self) -> FeatureModel:
         """Load the configured feature model and turn health SERVING."""
-        model = FeatureModel(self.servicer.config.features_model,
-                             threads=self.servicer.config.threads)
+        model = FeatureModel(
+            self.servicer.config.features_model, threads=self.servicer.config.threads
+        )
         self.set_model(model)
         log.info("feature model loaded: %s", model.info.label())
         return model
@@ -58,27 +58,31 @@ class ValidatorServer:
         return self.server.stop(grace, announce_seconds)
 
 
-def create_server(config: ValidatorServerConfig, *,
-                  model: FeatureModel | None = None) -> tuple[ValidatorServer, int]:
+def create_server(
+    config: ValidatorServerConfig, *, model: FeatureModel | None = None
+) -> tuple[ValidatorServer, int]:
     """Build and bind the server (``config.port`` 0 picks a free port); health is NOT_SERVING
     until a model is given here or :meth:`ValidatorServer.load_model` runs. Raises UserError
     for a non-loopback ``host`` without a token, unusable TLS files or a busy port."""
     if config.features_model is None and model is None:
         raise UserError("--features-model is required to serve")
     if not config.token and not is_loopback(config.host):
-        raise UserError(f"--host {config.host}: Validate requests name paths on this server, so "
-                        "it listens beyond the loopback interface only with a token "
-                        "($DERMSYNTH_VALIDATOR_SERVE_TOKEN or --token)")
+        raise UserError(
+            f"--host {config.host}: Validate requests name paths on this server, so "
+            "it listens beyond the loopback interface only with a token "
+            "($DERMSYNTH_VALIDATOR_SERVE_TOKEN or --token)"
+        )
     servicer = ValidatorServicer(config)
     server = build_server(
         service_name=SERVICE_NAME,
         add_servicers=lambda s: pb_grpc.add_ValidatorServicer_to_server(servicer, s),
-        stream_name="Validate", stream_methods=(VALIDATE_METHOD,),
+        stream_name="Validate",
+        stream_methods=(VALIDATE_METHOD,),
         # the servicer refuses validations beyond max_workers with a clear message; the
         # guard's own limit leaves room for those refusals and for calls finishing
-        stream_limit=config.max_workers + 2, host=config.host, port=config.port,
-        token=config.token, credentials=server_credentials(config.tls_cert, config.tls_key),
-        stream_idle_seconds=config.stream_idle_seconds)
+        stream_limit=config.max_workers + 2,
+        transport=config,
+    )
     handle = ValidatorServer(server, servicer)
     handle.set_model(model)
     return handle, server.port
@@ -94,14 +98,22 @@ def serve(config: ValidatorServerConfig) -> int:
     with termination_signals() as wait_for_signal:
         try:
             handle.start()
-            log.info("dermsynth.v1.Validator listening on %s:%d (%s, %s; NOT_SERVING until the "
-                     "model loads)", config.host, port,
-                     "TLS" if config.tls_cert else "plaintext",
-                     "token" if config.token else "no token")
+            log.info(
+                "dermsynth.v1.Validator listening on %s:%d (%s, %s; NOT_SERVING until the "
+                "model loads)",
+                config.host,
+                port,
+                "TLS" if config.tls_cert else "plaintext",
+                "token" if config.token else "no token",
+            )
             handle.load_model()
-            log.info("%s received: health NOT_SERVING; refusing new calls in %.1f s, then "
-                     "draining for up to %.1f s", wait_for_signal(),
-                     config.drain_announce_seconds, config.grace_seconds)
+            log.info(
+                "%s received: health NOT_SERVING; refusing new calls in %.1f s, then "
+                "draining for up to %.1f s",
+                wait_for_signal(),
+                config.drain_announce_seconds,
+                config.grace_seconds,
+            )
             announce = config.drain_announce_seconds
         finally:
             handle.stop(config.grace_seconds, announce).wait()

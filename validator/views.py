@@ -1,5 +1,5 @@
 """2-D views of the feature space: PCA and t-SNE scatters coloured by source, and thumbnail
-maps (each image pasted at its coordinates, as in the thesis' annexes).
+maps (each image pasted at its coordinates).
 
 Methods: PCA (scikit-learn) on standardized features; t-SNE (van der Maaten & Hinton, JMLR
 2008; scikit-learn) after PCA to 50 dimensions, perplexity min(30, (N - 1) / 3) for small sets.
@@ -19,28 +19,40 @@ COLOURS = {"real": "#1f77b4", "holdout": "#2ca02c", "synthetic": "#d62728"}
 def embed(features: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
     from sklearn.decomposition import PCA
     from sklearn.preprocessing import StandardScaler
+
     x = StandardScaler().fit_transform(np.asarray(features, np.float64))
     if method == "pca":
         return PCA(2, svd_solver="full").fit_transform(x)
     from sklearn.manifold import TSNE
+
     n = len(x)
     x = PCA(min(50, n - 1, x.shape[1]), svd_solver="full").fit_transform(x)
     perplexity = float(max(2.0, min(30.0, (n - 1) / 3)))
     method = "exact" if n <= 500 else "barnes_hut"  # exact is faster for small sets
-    return TSNE(2, perplexity=perplexity, init="pca", method=method, max_iter=750,
-                random_state=seed).fit_transform(x)
+    return TSNE(
+        2, perplexity=perplexity, init="pca", method=method, max_iter=750, random_state=seed
+    ).fit_transform(x)
 
 
 def _scatter(coords, groups, title, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(7, 6), dpi=100)
     for name in COLOURS:
         sel = groups == name
         if sel.any():
-            ax.scatter(coords[sel, 0], coords[sel, 1], s=14, alpha=0.7, c=COLOURS[name],
-                       label=f"{name} ({int(sel.sum())})", edgecolors="none")
+            ax.scatter(
+                coords[sel, 0],
+                coords[sel, 1],
+                s=14,
+                alpha=0.7,
+                c=COLOURS[name],
+                label=f"{name} ({int(sel.sum())})",
+                edgecolors="none",
+            )
     ax.legend(loc="best", fontsize=8)
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])
@@ -50,13 +62,16 @@ def _scatter(coords, groups, title, path: Path) -> None:
     plt.close(fig)
 
 
-def _thumbnails(coords, groups, images, title, path: Path, canvas: int = 1200,
-                thumb: int = 36) -> None:
+def _thumbnails(
+    coords, groups, images, title, path: Path, canvas: int = 1200, thumb: int = 36
+) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
     from PIL import Image, ImageOps
+
     board = Image.new("RGB", (canvas, canvas), "white")
     lo, hi = coords.min(0), coords.max(0)
     span = np.where(hi - lo > 0, hi - lo, 1.0)
@@ -70,15 +85,24 @@ def _thumbnails(coords, groups, images, title, path: Path, canvas: int = 1200,
     ax.imshow(board)
     ax.set_axis_off()
     ax.set_title(title, fontsize=10)
-    ax.legend(handles=[Patch(color=c, label=n) for n, c in COLOURS.items() if (groups == n).any()],
-              loc="upper right", fontsize=8)
+    ax.legend(
+        handles=[Patch(color=c, label=n) for n, c in COLOURS.items() if (groups == n).any()],
+        loc="upper right",
+        fontsize=8,
+    )
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
-def draw_views(sets: dict[str, tuple[np.ndarray, np.ndarray]], out_dir: Path, *,
-               label: str, tsne: bool = True, seed: int = 0) -> dict[str, Path]:
+def draw_views(
+    sets: dict[str, tuple[np.ndarray, np.ndarray]],
+    out_dir: Path,
+    *,
+    label: str,
+    tsne: bool = True,
+    seed: int = 0,
+) -> dict[str, Path]:
     """``sets``: {"real"|"holdout"|"synthetic": (features, uint8 images)}. Writes
     {pca,tsne}_{scatter,thumbnails}.png into ``out_dir``; returns {name: path}."""
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -84,10 +84,16 @@ def _version() -> str:
 
 # --- schema ------------------------------------------------------------------------------------
 
+
 def test_manifests_found():
     kinds = sorted({d["kind"] for _id, d in DOCS})
-    for kind in ("Deployment", "Service", "HorizontalPodAutoscaler", "Job",
-                 "PersistentVolumeClaim"):
+    for kind in (
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "Job",
+        "PersistentVolumeClaim",
+    ):
         assert kind in kinds
 
 
@@ -109,8 +115,12 @@ def _broken_copies():
     bad_replicas["spec"]["replicas"] = "two"
     hpa = copy.deepcopy(_find("HorizontalPodAutoscaler"))
     del hpa["spec"]["maxReplicas"]
-    return {"misspelled field": misspelled, "named grpc probe port": named_port,
-            "string replicas": bad_replicas, "HPA without maxReplicas": hpa}
+    return {
+        "misspelled field": misspelled,
+        "named grpc probe port": named_port,
+        "string replicas": bad_replicas,
+        "HPA without maxReplicas": hpa,
+    }
 
 
 @pytest.mark.parametrize("name,doc", list(_broken_copies().items()))
@@ -128,6 +138,7 @@ def test_kustomization_lists_every_manifest():
 
 # --- serving -----------------------------------------------------------------------------------
 
+
 def test_generator_probes_use_grpc_health_on_the_serving_port():
     deployment = _find("Deployment", "dermsynth-generator")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
@@ -137,15 +148,21 @@ def test_generator_probes_use_grpc_health_on_the_serving_port():
         assert set(container[probe]) & {"grpc", "httpGet", "tcpSocket", "exec"} == {"grpc"}
         assert container[probe]["grpc"]["port"] == GRPC_PORT
         assert "service" not in container[probe]["grpc"]  # overall server health ("")
-    config = _config_from(__import__("serving.config").config.ServeConfig, "DERMSYNTH_SERVE_",
-                          container, container["args"][1:])
+    config = _config_from(
+        __import__("serving.config").config.ServeConfig,
+        "DERMSYNTH_SERVE_",
+        container,
+        container["args"][1:],
+    )
     assert container["args"][0] == "serve" and config.port == GRPC_PORT
     assert ports["metrics"] == config.metrics_port
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == str(config.metrics_port)
     # Graceful drain fits in the pod's termination grace period.
-    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > \
-        config.grace_seconds
+    assert (
+        deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        > config.grace_seconds
+    )
 
 
 def test_generator_service_is_headless_and_selects_the_deployment():
@@ -173,6 +190,7 @@ def test_hpa_scales_the_generator_on_cpu():
 
 
 # --- every workload ----------------------------------------------------------------------------
+
 
 def test_images_are_the_ones_images_sh_builds():
     built = _built_images()
@@ -205,6 +223,7 @@ def test_workloads_run_as_the_images_non_root_user_with_resources():
 
 # --- multi-worker training ---------------------------------------------------------------------
 
+
 def _train_script() -> tuple[dict, dict, str]:
     job = _find("Job", "dermsynth-train")
     (container,) = job["spec"]["template"]["spec"]["containers"]
@@ -215,10 +234,20 @@ def _train_script() -> tuple[dict, dict, str]:
 def _tf_config(container: dict, script: str, index: int) -> dict:
     """Run the container's TF_CONFIG preamble (everything before its `exec`) for one index."""
     preamble = script[: script.index("\nexec ")]
-    env = {**os.environ, **_literal_env(container), "JOB_COMPLETION_INDEX": str(index),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    out = subprocess.run(["/bin/sh", "-c", preamble + '\nprintf "%s" "$TF_CONFIG"'], env=env,
-                         capture_output=True, text=True, check=True, timeout=60).stdout
+    env = {
+        **os.environ,
+        **_literal_env(container),
+        "JOB_COMPLETION_INDEX": str(index),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    out = subprocess.run(
+        ["/bin/sh", "-c", preamble + '\nprintf "%s" "$TF_CONFIG"'],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     return json.loads(out.rsplit("\n", 1)[-1])
 
 
@@ -234,18 +263,22 @@ def test_train_job_builds_tf_config_from_the_pod_index():
     assert service["spec"]["selector"].items() <= pod_labels.items()
     port = service["spec"]["ports"][0]["port"]
     assert port in [p["containerPort"] for p in container["ports"]]
-    hosts = [f"{job['metadata']['name']}-{i}.{service['metadata']['name']}:{port}"
-             for i in range(workers)]
+    hosts = [
+        f"{job['metadata']['name']}-{i}.{service['metadata']['name']}:{port}"
+        for i in range(workers)
+    ]
     for index in range(workers):
         assert _tf_config(container, script, index) == {
-            "cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}
+            "cluster": {"worker": hosts},
+            "task": {"type": "worker", "index": index},
+        }
 
 
 def test_train_job_command_is_a_valid_multiworker_training_config():
     from trainer.config import ENV_PREFIX, TrainConfig
 
     _job, container, script = _train_script()
-    exec_line = script[script.index("\nexec ") + 1:].strip()
+    exec_line = script[script.index("\nexec ") + 1 :].strip()
     argv = shlex.split(exec_line)
     assert argv[:5] == ["exec", "python", "-m", "trainer", "train"]
     config = _config_from(TrainConfig, ENV_PREFIX, container, argv[5:])
@@ -255,6 +288,7 @@ def test_train_job_command_is_a_valid_multiworker_training_config():
 
 
 # --- release validation ------------------------------------------------------------------------
+
 
 def test_validate_job_runs_the_validator_with_a_valid_config():
     from validator.config import ENV_PREFIX, ValidateConfig
@@ -274,8 +308,9 @@ def test_validate_job_runs_the_validator_with_a_valid_config():
     assert str(config.out).startswith("/runs/") and str(config.cache_dir).startswith("/runs/")
     # The generator serves the same model directory the report describes.
     generator = _find("Deployment", "dermsynth-generator")["spec"]["template"]["spec"]
-    served = next(m for m in generator["containers"][0]["volumeMounts"]
-                  if m["mountPath"] == "/model")
+    served = next(
+        m for m in generator["containers"][0]["volumeMounts"] if m["mountPath"] == "/model"
+    )
     assert served.get("subPath") == mounts["/model"].get("subPath")
     (init,) = job["spec"]["template"]["spec"]["initContainers"]
     assert init["image"].startswith("dermsynth-train:")  # Xception export needs TensorFlow

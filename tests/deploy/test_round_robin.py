@@ -21,8 +21,8 @@ pytestmark = pytest.mark.timeout(120)
 
 ROUND_ROBIN = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 SEED = 7
-CALLS = 8           # sequential Generate calls over the balanced channel
-PER_CALL = 2        # images per call
+CALLS = 8  # sequential Generate calls over the balanced channel
+PER_CALL = 2  # images per call
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +47,12 @@ def _channel(target: str, *, balanced: bool) -> grpc.Channel:
     return channel
 
 
-def _generate(channel: grpc.Channel, *, start: int, count: int,
-              batch_size: int) -> dict[int, bytes]:
-    request = pb.GenerateRequest(seed=SEED, count=count, start_index=start,
-                                 batch_size=batch_size, encoding=pb.ENCODING_PNG)
+def _generate(
+    channel: grpc.Channel, *, start: int, count: int, batch_size: int
+) -> dict[int, bytes]:
+    request = pb.GenerateRequest(
+        seed=SEED, count=count, start_index=start, batch_size=batch_size, encoding=pb.ENCODING_PNG
+    )
     images = {}
     for batch in pb_grpc.GeneratorStub(channel).Generate(request, timeout=60):
         for image in batch.images:
@@ -60,8 +62,7 @@ def _generate(channel: grpc.Channel, *, start: int, count: int,
 
 
 def _ok_requests(server) -> int:
-    value = server.metrics.registry.get_sample_value("dermsynth_requests_total",
-                                                     {"outcome": "ok"})
+    value = server.metrics.registry.get_sample_value("dermsynth_requests_total", {"outcome": "ok"})
     return int(value or 0)
 
 
@@ -75,8 +76,9 @@ def _spread(servers, channel) -> tuple[dict[int, bytes], list[int]]:
     before = [_ok_requests(server) for server, _port in servers]
     images: dict[int, bytes] = {}
     for call in range(CALLS):
-        images.update(_generate(channel, start=call * PER_CALL, count=PER_CALL,
-                                batch_size=PER_CALL))
+        images.update(
+            _generate(channel, start=call * PER_CALL, count=PER_CALL, batch_size=PER_CALL)
+        )
     return images, [_ok_requests(server) - b for (server, _port), b in zip(servers, before)]
 
 

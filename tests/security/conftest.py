@@ -24,10 +24,19 @@ def generator(tiny_model_dir):
     started = []
 
     def make(**overrides):
-        config = ServeConfig(model=tiny_model_dir, host="127.0.0.1", port=0, metrics_port=None,
-                             grace_seconds=0, drain_announce_seconds=0, token=GENERATOR_TOKEN,
-                             max_streams=2, stream_idle_seconds=1.0,
-                             max_message_bytes=256 * 1024, max_batch_size=64)
+        config = ServeConfig(
+            model=tiny_model_dir,
+            host="127.0.0.1",
+            port=0,
+            metrics_port=None,
+            grace_seconds=0,
+            drain_announce_seconds=0,
+            token=GENERATOR_TOKEN,
+            max_streams=2,
+            stream_idle_seconds=1.0,
+            max_message_bytes=256 * 1024,
+            max_batch_size=64,
+        )
         config = dataclasses.replace(config, **overrides)
         config.validate()
         server, port = create_server(config)

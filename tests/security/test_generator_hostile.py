@@ -27,12 +27,14 @@ BROKEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
 
 
-def raw_call(channel, method: str, payload: bytes, *, metadata=AUTH,
-             timeout: float = 5) -> tuple[grpc.StatusCode, str]:
+def raw_call(
+    channel, method: str, payload: bytes, *, metadata=AUTH, timeout: float = 5
+) -> tuple[grpc.StatusCode, str]:
     """Send ``payload`` as the request bytes of ``method``; (status, details)."""
     streaming = method == GENERATE
     call = (channel.unary_stream if streaming else channel.unary_unary)(
-        method, request_serializer=None, response_deserializer=None)
+        method, request_serializer=None, response_deserializer=None
+    )
     try:
         result = call(payload, timeout=timeout, metadata=metadata)
         if streaming:
@@ -50,27 +52,33 @@ def assert_sane(code: grpc.StatusCode, details: str, case: object) -> None:
 def assert_still_serving(target: str) -> None:
     with grpc.insecure_channel(target) as channel:
         started = time.monotonic()
-        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(),
-                                                          timeout=2)
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=2
+        )
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
         assert time.monotonic() - started < 1.0
         batches = pb_grpc.GeneratorStub(channel).Generate(
-            pb.GenerateRequest(seed=3, count=2), metadata=AUTH, timeout=10)
+            pb.GenerateRequest(seed=3, count=2), metadata=AUTH, timeout=10
+        )
         assert sum(len(b.images) for b in batches) == 2
 
 
 def test_malformed_bytes(generator):
     _, target = generator(max_count=64)  # a random payload that parses asks for little
     rng = random.Random(13)
-    payloads = [b"\xff" * n for n in (1, 5, 64)] + [
-        b"\x08",                          # truncated varint
-        b"\x08" + b"\x80" * 11,           # varint longer than 10 bytes
-        b"\x0a\x80\x80\x80\x80\x10",      # length-delimited field longer than the message
-        b"\x0b" * 200,                    # unterminated groups
-        b"\x0c",                          # end-group without a start
-        b"\x07\x00",                      # wire type 7
-        b"\x00\x00",                      # field number 0
-    ] + [rng.randbytes(rng.randint(1, 256)) for _ in range(60)]
+    payloads = (
+        [b"\xff" * n for n in (1, 5, 64)]
+        + [
+            b"\x08",  # truncated varint
+            b"\x08" + b"\x80" * 11,  # varint longer than 10 bytes
+            b"\x0a\x80\x80\x80\x80\x10",  # length-delimited field longer than the message
+            b"\x0b" * 200,  # unterminated groups
+            b"\x0c",  # end-group without a start
+            b"\x07\x00",  # wire type 7
+            b"\x00\x00",  # field number 0
+        ]
+        + [rng.randbytes(rng.randint(1, 256)) for _ in range(60)]
+    )
     codes = set()
     with grpc.insecure_channel(target) as channel:
         for payload in payloads:
@@ -79,15 +87,19 @@ def test_malformed_bytes(generator):
                 assert_sane(code, details, payload)
                 codes.add(code)
     assert grpc.StatusCode.INVALID_ARGUMENT in codes
-    assert codes <= {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OK,
-                     grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert codes <= {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.OK,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
     assert_still_serving(target)
 
 
 def test_truncated_protobufs(generator):
     _, target = generator()
-    whole = pb.GenerateRequest(seed=2**63 + 5, start_index=2**40, count=3, batch_size=2,
-                               encoding=pb.ENCODING_PNG).SerializeToString()
+    whole = pb.GenerateRequest(
+        seed=2**63 + 5, start_index=2**40, count=3, batch_size=2, encoding=pb.ENCODING_PNG
+    ).SerializeToString()
     codes = []
     with grpc.insecure_channel(target) as channel:
         for cut in range(len(whole) + 1):
@@ -111,17 +123,27 @@ def test_huge_fields(generator):
     _, target = generator()
     small = pb.GenerateRequest(seed=1, count=1).SerializeToString()
     cases = {
-        "over the message limit": (small + _unknown_field(300 * 1024),
-                                   {grpc.StatusCode.RESOURCE_EXHAUSTED}),
+        "over the message limit": (
+            small + _unknown_field(300 * 1024),
+            {grpc.StatusCode.RESOURCE_EXHAUSTED},
+        ),
         "big unknown field": (small + _unknown_field(100 * 1024), {grpc.StatusCode.OK}),
-        "count 2^32-1": (pb.GenerateRequest(seed=1, count=2**32 - 1).SerializeToString(),
-                         {grpc.StatusCode.RESOURCE_EXHAUSTED}),
-        "batch 2^32-1": (pb.GenerateRequest(seed=1, count=1, batch_size=2**32 - 1)
-                         .SerializeToString(), {grpc.StatusCode.RESOURCE_EXHAUSTED}),
-        "last index overflows": (pb.GenerateRequest(seed=1, count=2, start_index=2**64 - 1)
-                                 .SerializeToString(), {grpc.StatusCode.INVALID_ARGUMENT}),
-        "encoding 2^31-1": (pb.GenerateRequest(seed=1, count=1, encoding=2**31 - 1)
-                            .SerializeToString(), {grpc.StatusCode.INVALID_ARGUMENT}),
+        "count 2^32-1": (
+            pb.GenerateRequest(seed=1, count=2**32 - 1).SerializeToString(),
+            {grpc.StatusCode.RESOURCE_EXHAUSTED},
+        ),
+        "batch 2^32-1": (
+            pb.GenerateRequest(seed=1, count=1, batch_size=2**32 - 1).SerializeToString(),
+            {grpc.StatusCode.RESOURCE_EXHAUSTED},
+        ),
+        "last index overflows": (
+            pb.GenerateRequest(seed=1, count=2, start_index=2**64 - 1).SerializeToString(),
+            {grpc.StatusCode.INVALID_ARGUMENT},
+        ),
+        "encoding 2^31-1": (
+            pb.GenerateRequest(seed=1, count=1, encoding=2**31 - 1).SerializeToString(),
+            {grpc.StatusCode.INVALID_ARGUMENT},
+        ),
     }
     with grpc.insecure_channel(target, options=[("grpc.max_send_message_length", -1)]) as ch:
         for case, (payload, expected) in cases.items():
@@ -137,47 +159,62 @@ def test_huge_fields(generator):
 def test_unknown_methods(generator):
     _, target = generator()
     with grpc.insecure_channel(target) as channel:
-        for method in ("/dermsynth.v1.Generator/Delete", "/dermsynth.v1.Nope/Generate",
-                       "/x/y", "/" + "a" * 2000 + "/b"):
+        for method in (
+            "/dermsynth.v1.Generator/Delete",
+            "/dermsynth.v1.Nope/Generate",
+            "/x/y",
+            "/" + "a" * 2000 + "/b",
+        ):
             # without the token nothing is revealed; with it the method is unknown
-            assert raw_call(channel, method, b"", metadata=())[0] == \
-                grpc.StatusCode.UNAUTHENTICATED
+            assert raw_call(channel, method, b"", metadata=())[0] == grpc.StatusCode.UNAUTHENTICATED
             assert raw_call(channel, method, b"")[0] == grpc.StatusCode.UNIMPLEMENTED
         # only health Check is open: another health method is just another unknown method
-        assert raw_call(channel, "/grpc.health.v1.Health/Nope", b"", metadata=())[0] == \
-            grpc.StatusCode.UNAUTHENTICATED
-        assert raw_call(channel, "/grpc.health.v1.Health/Nope", b"")[0] == \
-            grpc.StatusCode.UNIMPLEMENTED
+        assert (
+            raw_call(channel, "/grpc.health.v1.Health/Nope", b"", metadata=())[0]
+            == grpc.StatusCode.UNAUTHENTICATED
+        )
+        assert (
+            raw_call(channel, "/grpc.health.v1.Health/Nope", b"")[0]
+            == grpc.StatusCode.UNIMPLEMENTED
+        )
     assert_still_serving(target)
 
 
-@pytest.mark.parametrize("metadata", [
-    (),
-    (("authorization", "Bearer wrong"),),
-    (("authorization", GENERATOR_TOKEN),),                      # no scheme
-    (("authorization", f"Basic {GENERATOR_TOKEN}"),),           # wrong scheme
-    (("authorization", f"bearer {GENERATOR_TOKEN}"),),          # scheme is case-sensitive here
-    (("authorization", f"Bearer {GENERATOR_TOKEN} "),),         # trailing space
-    (("authorization", f"Bearer  {GENERATOR_TOKEN}"),),         # two spaces
-    (("authorization", f"Bearer {GENERATOR_TOKEN[:-1]}"),),     # a prefix of the token
-    (("authorization", f"Bearer {GENERATOR_TOKEN}x"),),         # the token and more
-    (("authorization-bin", f"Bearer {GENERATOR_TOKEN}".encode()),),
-    (("authorization", f"Bearer {GENERATOR_TOKEN[:-1]}é"),),    # unicode: the client refuses
-    (("authorization", f"Bearer {GENERATOR_TOKEN}\n"),),        # control: the client refuses
-], ids=lambda m: repr(m)[:40])
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        (),
+        (("authorization", "Bearer wrong"),),
+        (("authorization", GENERATOR_TOKEN),),  # no scheme
+        (("authorization", f"Basic {GENERATOR_TOKEN}"),),  # wrong scheme
+        (("authorization", f"bearer {GENERATOR_TOKEN}"),),  # scheme is case-sensitive here
+        (("authorization", f"Bearer {GENERATOR_TOKEN} "),),  # trailing space
+        (("authorization", f"Bearer  {GENERATOR_TOKEN}"),),  # two spaces
+        (("authorization", f"Bearer {GENERATOR_TOKEN[:-1]}"),),  # a prefix of the token
+        (("authorization", f"Bearer {GENERATOR_TOKEN}x"),),  # the token and more
+        (("authorization-bin", f"Bearer {GENERATOR_TOKEN}".encode()),),
+        (("authorization", f"Bearer {GENERATOR_TOKEN[:-1]}é"),),  # unicode: the client refuses
+        (("authorization", f"Bearer {GENERATOR_TOKEN}\n"),),  # control: the client refuses
+    ],
+    ids=lambda m: repr(m)[:40],
+)
 def test_token_variants(generator, metadata):
     _, target = generator()
     with grpc.insecure_channel(target) as channel:
-        for method, payload in ((GENERATE, pb.GenerateRequest(seed=1, count=1)),
-                                (MODEL_INFO, pb.GetModelInfoRequest())):
-            code, details = raw_call(channel, method, payload.SerializeToString(),
-                                     metadata=metadata)
+        for method, payload in (
+            (GENERATE, pb.GenerateRequest(seed=1, count=1)),
+            (MODEL_INFO, pb.GetModelInfoRequest()),
+        ):
+            code, details = raw_call(
+                channel, method, payload.SerializeToString(), metadata=metadata
+            )
             assert code != grpc.StatusCode.OK and not ADDRESS.search(details)
             if not any("\n" in str(v) or "é" in str(v) for _, v in metadata):
                 assert code == grpc.StatusCode.UNAUTHENTICATED, (metadata, code)
         with pytest.raises(grpc.RpcError) as info:  # reflection needs the token too
             call = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
-                iter(()), metadata=metadata, timeout=5)
+                iter(()), metadata=metadata, timeout=5
+            )
             list(call)
         assert info.value.code() != grpc.StatusCode.OK
     assert_still_serving(target)
@@ -189,12 +226,21 @@ def test_idle_and_non_reading_streams_are_freed(generator):
     with grpc.insecure_channel(target) as channel:
         stub = pb_grpc.GeneratorStub(channel)
         for seed in (1, 2):  # both stream slots, never read (raw: flow control fills fast)
-            held.append(stub.Generate(pb.GenerateRequest(
-                seed=seed, count=50_000, batch_size=64, encoding=pb.ENCODING_RAW_RGB8),
-                metadata=AUTH))
+            held.append(
+                stub.Generate(
+                    pb.GenerateRequest(
+                        seed=seed, count=50_000, batch_size=64, encoding=pb.ENCODING_RAW_RGB8
+                    ),
+                    metadata=AUTH,
+                )
+            )
         blockers = [queue.Queue() for _ in range(6)]  # reflection streams that never ask
-        held += [reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
-            iter(q.get, None), metadata=AUTH) for q in blockers]
+        held += [
+            reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+                iter(q.get, None), metadata=AUTH
+            )
+            for q in blockers
+        ]
         time.sleep(0.3)
         assert server.server.guard.active("Generate") == 2
         with pytest.raises(grpc.RpcError) as info:  # a third stream is refused, not queued
@@ -202,8 +248,9 @@ def test_idle_and_non_reading_streams_are_freed(generator):
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert_still_serving_with_no_free_slot(channel)
         deadline = time.monotonic() + 8
-        while (server.server.guard.active("Generate") or server.server.guard.active("reflection")
-               ) and time.monotonic() < deadline:
+        while (
+            server.server.guard.active("Generate") or server.server.guard.active("reflection")
+        ) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert server.server.guard.active("Generate") == 0  # freed by the 1 s idle timeout
         assert server.server.guard.active("reflection") == 0
@@ -216,27 +263,38 @@ def assert_still_serving_with_no_free_slot(channel) -> None:
     started = time.monotonic()
     reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
-    info = pb_grpc.GeneratorStub(channel).GetModelInfo(pb.GetModelInfoRequest(), metadata=AUTH,
-                                                       timeout=2)
+    info = pb_grpc.GeneratorStub(channel).GetModelInfo(
+        pb.GetModelInfoRequest(), metadata=AUTH, timeout=2
+    )
     assert info.resolution == 32 and time.monotonic() - started < 1.0
 
 
 def test_a_burst_of_refused_calls(generator):
     _, target = generator()
     with grpc.insecure_channel(target) as channel:
-        generate = channel.unary_stream(GENERATE, request_serializer=None,
-                                        response_deserializer=None)
+        generate = channel.unary_stream(
+            GENERATE, request_serializer=None, response_deserializer=None
+        )
         codes = set()
-        for wave in range(6):  # 300 calls, 50 in flight at once (one connection runs <= 100)
-            calls = [generate(b"\xff" if i % 2 else
-                              pb.GenerateRequest(count=1).SerializeToString(),
-                              metadata=() if i % 3 else AUTH, timeout=10) for i in range(50)]
+        for _wave in range(6):  # 300 calls, 50 in flight at once (one connection runs <= 100)
+            calls = [
+                generate(
+                    b"\xff" if i % 2 else pb.GenerateRequest(count=1).SerializeToString(),
+                    metadata=() if i % 3 else AUTH,
+                    timeout=10,
+                )
+                for i in range(50)
+            ]
             for call in calls:
                 try:
                     list(call)
                     codes.add(grpc.StatusCode.OK)
                 except grpc.RpcError as exc:
                     codes.add(exc.code())
-        assert codes <= {grpc.StatusCode.OK, grpc.StatusCode.UNAUTHENTICATED,
-                         grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
+        assert codes <= {
+            grpc.StatusCode.OK,
+            grpc.StatusCode.UNAUTHENTICATED,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+        }
     assert_still_serving(target)

@@ -23,8 +23,7 @@ import pytest
 
 from protos.dermsynth.v1 import validator_pb2 as pb
 from protos.dermsynth.v1 import validator_pb2_grpc as pb_grpc
-from tests.validator.validator_server import (running_validator, server_config,
-                                              tiny_feature_model)
+from tests.validator.validator_server import running_validator, server_config, tiny_feature_model
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = sorted((ROOT / "data" / "isic-demo").glob("*.jpg"))
@@ -35,7 +34,7 @@ ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
 
 def _images(folder: Path, first: int, n: int) -> Path:
     folder.mkdir(parents=True)
-    for path in IMAGES[first:first + n]:
+    for path in IMAGES[first : first + n]:
         shutil.copy(path, folder)
     return folder
 
@@ -74,9 +73,9 @@ def world(tmp_path_factory):
     """One server over: data/ (real, syn, a secret thresholds file, links out), reports/ (a
     training run's folder in it), outside/ (images and a secret beside the roots)."""
     from validator.features import FeatureModel
+
     base = tmp_path_factory.mktemp("hostile")
-    config = server_config(base, max_workers=2, max_count=100,
-                           allowed_targets=("127.0.0.1:1",))
+    config = server_config(base, max_workers=2, max_count=100, allowed_targets=("127.0.0.1:1",))
     data, reports = config.data_roots[0], config.output_root
     outside = base / "outside"
     _images(outside / "images", 0, 6)
@@ -95,17 +94,24 @@ def world(tmp_path_factory):
     (run / "config.json").write_text('{"trainer": true}\n')
     model = FeatureModel(tiny_feature_model(base / "model"))
     with running_validator(config, model=model) as (handle, channel):
-        yield {"stub": pb_grpc.ValidatorStub(channel), "data": data, "reports": reports,
-               "outside": outside, "handle": handle, "base": base}
+        yield {
+            "stub": pb_grpc.ValidatorStub(channel),
+            "data": data,
+            "reports": reports,
+            "outside": outside,
+            "handle": handle,
+            "base": base,
+        }
 
 
 def _request(world, **fields) -> pb.ValidateRequest:
     options = fields.pop("options", {})
-    request = pb.ValidateRequest(real_dir=str(world["data"] / "real"),
-                                 synthetic_dir=str(world["data"] / "syn"),
-                                 out_dir=str(world["reports"] / "r"),
-                                 options=pb.ValidateOptions(**{"checks": ["dcr"],
-                                                               "skip_tsne": True, **options}))
+    request = pb.ValidateRequest(
+        real_dir=str(world["data"] / "real"),
+        synthetic_dir=str(world["data"] / "syn"),
+        out_dir=str(world["reports"] / "r"),
+        options=pb.ValidateOptions(**{"checks": ["dcr"], "skip_tsne": True, **options}),
+    )
     for key, value in fields.items():
         if key == "generator":
             request.generator.CopyFrom(value)
@@ -155,19 +161,25 @@ def test_existence_outside_the_roots_is_not_revealed(world):
     assert present.code() == absent.code() == PD
     assert present.details() == absent.details()
     for name in ("secret.toml", "absent.toml"):
-        error = _refused(world, _request(world, options={"thresholds_file": _outside(world,
-                                                                                    name)}))
+        error = _refused(world, _request(world, options={"thresholds_file": _outside(world, name)}))
         assert error.code() == PD and SECRET not in error.details()
         assert error.details().startswith("options.thresholds_file")
     error = _refused(world, _request(world, options={"model_dir": _outside(world, "images")}))
     assert error.code() == PD
 
 
-@pytest.mark.parametrize("out", [
-    lambda w: _outside(w, "report"), lambda w: str(w["reports"]),
-    lambda w: str(w["reports"] / ".." / "outside" / "r2"), lambda w: "../outside/r3",
-    lambda w: str(w["data"] / "r4"), lambda w: "/tmp/dermsynth-hostile-report",
-], ids=["outside", "the root itself", "dotdot", "relative dotdot", "data root", "tmp"])
+@pytest.mark.parametrize(
+    "out",
+    [
+        lambda w: _outside(w, "report"),
+        lambda w: str(w["reports"]),
+        lambda w: str(w["reports"] / ".." / "outside" / "r2"),
+        lambda w: "../outside/r3",
+        lambda w: str(w["data"] / "r4"),
+        lambda w: "/tmp/dermsynth-hostile-report",
+    ],
+    ids=["outside", "the root itself", "dotdot", "relative dotdot", "data root", "tmp"],
+)
 def test_report_folders_outside_the_output_root_are_refused(world, out):
     path = out(world)
     error = _refused(world, _request(world, out_dir=path))
@@ -188,16 +200,20 @@ def test_a_report_never_overwrites_another_artifact(world):
 def test_links_out_of_an_allowed_folder_are_refused(world, folder):
     for field in ("real_dir", "synthetic_dir"):
         out = world["reports"] / f"links-{folder}-{field}"
-        error = _refused(world, _request(world, out_dir=str(out),
-                                         **{field: str(world["data"] / folder)}))
+        error = _refused(
+            world, _request(world, out_dir=str(out), **{field: str(world["data"] / folder)})
+        )
         assert error.code() == PD and error.details().startswith(field)
         assert not (out / "report.json").exists()
 
 
 @pytest.mark.parametrize("name", ["thresholds_secret.toml", "not_thresholds.txt"])
 def test_thresholds_file_contents_never_come_back(world, name):
-    request = _request(world, out_dir=str(world["reports"] / f"thr-{name}"),
-                       options={"thresholds_file": str(world["data"] / name)})
+    request = _request(
+        world,
+        out_dir=str(world["reports"] / f"thr-{name}"),
+        options={"thresholds_file": str(world["data"] / name)},
+    )
     error = _refused(world, request)
     assert error.code() == IA and error.details().startswith("options.thresholds_file")
     assert SECRET not in error.details() and "API_KEY" not in error.details()
@@ -219,11 +235,17 @@ def test_malformed_paths_are_invalid_argument_and_not_echoed(world, field, path)
     assert len(error.details()) < 200
 
 
-@pytest.mark.parametrize("options", [
-    {"diagnosis": "x" * (1 << 20)}, {"checks": ["y" * (1 << 20)]},
-    {"benign_malignant": "z" * (1 << 20)}, {"model_dir": "\x00"},
-    {"thresholds_file": "t" * 5000},
-], ids=["diagnosis", "check name", "benign_malignant", "model_dir NUL", "thresholds 5000"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"diagnosis": "x" * (1 << 20)},
+        {"checks": ["y" * (1 << 20)]},
+        {"benign_malignant": "z" * (1 << 20)},
+        {"model_dir": "\x00"},
+        {"thresholds_file": "t" * 5000},
+    ],
+    ids=["diagnosis", "check name", "benign_malignant", "model_dir NUL", "thresholds 5000"],
+)
 def test_huge_string_fields_are_refused_briefly(world, options):
     error = _refused(world, _request(world, options=options))
     assert error.code() == IA and len(error.details()) < 300
@@ -232,8 +254,12 @@ def test_huge_string_fields_are_refused_briefly(world, options):
 def test_generator_targets_not_allowed_are_never_contacted(world):
     recorder = _Recorder()
     try:
-        for target in (recorder.target, f"localhost:{recorder.target.split(':')[1]}",
-                       recorder.target + " ", "x" * 100_000):
+        for target in (
+            recorder.target,
+            f"localhost:{recorder.target.split(':')[1]}",
+            recorder.target + " ",
+            "x" * 100_000,
+        ):
             request = _request(world, generator=pb.GeneratorSource(target=target, count=1))
             error = _refused(world, request)
             assert error.code() == PD and error.details().startswith("generator.target")
@@ -243,8 +269,7 @@ def test_generator_targets_not_allowed_are_never_contacted(world):
 
 
 def test_generator_count_is_bounded(world):
-    request = _request(world, generator=pb.GeneratorSource(target="127.0.0.1:1",
-                                                           count=2**31 - 1))
+    request = _request(world, generator=pb.GeneratorSource(target="127.0.0.1:1", count=2**31 - 1))
     error = _refused(world, request)
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert error.details().startswith("generator.count")
@@ -267,17 +292,36 @@ def test_a_legitimate_request_still_runs(world):
 TOKEN = "s3cret-Validator-token"
 
 
-@pytest.mark.parametrize("metadata", [
-    None, [("authorization", f"Bearer {TOKEN}x")], [("authorization", f"bearer {TOKEN}")],
-    [("authorization", TOKEN)], [("authorization", f"Bearer  {TOKEN}")],
-    [("authorization", f"Bearer {TOKEN[:-1]}")], [("authorization", "Bearer ")],
-    [("authorization", "Bearer " + "A" * 10_000)], [("x-token", TOKEN)],
-], ids=["none", "longer", "lowercase scheme", "no scheme", "two spaces", "prefix", "empty",
-        "10 KB", "other header"])
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        None,
+        [("authorization", f"Bearer {TOKEN}x")],
+        [("authorization", f"bearer {TOKEN}")],
+        [("authorization", TOKEN)],
+        [("authorization", f"Bearer  {TOKEN}")],
+        [("authorization", f"Bearer {TOKEN[:-1]}")],
+        [("authorization", "Bearer ")],
+        [("authorization", "Bearer " + "A" * 10_000)],
+        [("x-token", TOKEN)],
+    ],
+    ids=[
+        "none",
+        "longer",
+        "lowercase scheme",
+        "no scheme",
+        "two spaces",
+        "prefix",
+        "empty",
+        "10 KB",
+        "other header",
+    ],
+)
 def test_token_variants_are_unauthenticated(tmp_path, metadata):
     """With a token set, only the exact 'Bearer <token>' gets to the path checks; health
     stays open."""
     from tests.validator.validator_server import health
+
     config = server_config(tmp_path, token=TOKEN)
     with running_validator(config) as (handle, channel):
         stub = pb_grpc.ValidatorStub(channel)
@@ -294,7 +338,8 @@ def test_token_variants_are_unauthenticated(tmp_path, metadata):
         if err.value.code() == grpc.StatusCode.UNAUTHENTICATED:  # our message: short
             assert len(err.value.details() or "") < 200
         with pytest.raises(grpc.RpcError) as err:  # the right token reaches the path checks
-            list(stub.Validate(request, timeout=10,
-                               metadata=[("authorization", f"Bearer {TOKEN}")]))
+            list(
+                stub.Validate(request, timeout=10, metadata=[("authorization", f"Bearer {TOKEN}")])
+            )
         assert err.value.code() == PD
         health(channel)  # no token needed, answers

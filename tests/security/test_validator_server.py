@@ -1,6 +1,6 @@
 """The validator server on the shared scaffolding (common.grpc_server): it will not listen beyond
-loopback without a token, idle reflection streams cannot starve its health checks (issue 13
-item 5: six did), unparseable requests get INVALID_ARGUMENT and are never parsed without the
+loopback without a token, idle reflection streams cannot starve its health checks (six
+did once), unparseable requests get INVALID_ARGUMENT and are never parsed without the
 token. A real server on 127.0.0.1, port 0, with no feature model loaded (NOT_SERVING)."""
 
 from __future__ import annotations
@@ -29,14 +29,17 @@ def test_no_token_no_listening_beyond_loopback(tmp_path, host):
 def test_idle_reflection_streams_do_not_starve_health(tmp_path):
     with running_validator(server_config(tmp_path)) as (handle, channel):
         blockers = [queue.Queue() for _ in range(10)]
-        calls = [reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
-            iter(q.get, None)) for q in blockers]
+        calls = [
+            reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+                iter(q.get, None)
+            )
+            for q in blockers
+        ]
         time.sleep(0.5)
         started = time.monotonic()
         assert health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING  # no model yet
         assert time.monotonic() - started < 1.0
-        refused = [c for c in calls if c.done()
-                   and c.code() == grpc.StatusCode.RESOURCE_EXHAUSTED]
+        refused = [c for c in calls if c.done() and c.code() == grpc.StatusCode.RESOURCE_EXHAUSTED]
         assert len(refused) == 10 - handle.server.guard.active("reflection")
         for call in calls:
             call.cancel()
@@ -44,13 +47,14 @@ def test_idle_reflection_streams_do_not_starve_health(tmp_path):
 
 def test_unparseable_and_unauthenticated_validate_requests(tmp_path):
     with running_validator(server_config(tmp_path, token=TOKEN)) as (_, channel):
-        validate = channel.unary_stream(VALIDATE_METHOD, request_serializer=None,
-                                        response_deserializer=None)
-        for metadata, expected in (((), grpc.StatusCode.UNAUTHENTICATED),
-                                   ((("authorization", "Bearer nope"),),
-                                    grpc.StatusCode.UNAUTHENTICATED),
-                                   ((("authorization", f"Bearer {TOKEN}"),),
-                                    grpc.StatusCode.INVALID_ARGUMENT)):
+        validate = channel.unary_stream(
+            VALIDATE_METHOD, request_serializer=None, response_deserializer=None
+        )
+        for metadata, expected in (
+            ((), grpc.StatusCode.UNAUTHENTICATED),
+            ((("authorization", "Bearer nope"),), grpc.StatusCode.UNAUTHENTICATED),
+            ((("authorization", f"Bearer {TOKEN}"),), grpc.StatusCode.INVALID_ARGUMENT),
+        ):
             with pytest.raises(grpc.RpcError) as info:
                 list(validate(b"\x0a\xff\xff\xff\xff\x0f", metadata=metadata, timeout=5))
             assert info.value.code() == expected

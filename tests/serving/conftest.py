@@ -21,8 +21,9 @@ def make_server(tiny_model_dir):
     started = []
 
     def make(load: bool = True, **overrides):
-        config = ServeConfig(model=tiny_model_dir, host="127.0.0.1", port=0, metrics_port=None,
-                             grace_seconds=0)
+        config = ServeConfig(
+            model=tiny_model_dir, host="127.0.0.1", port=0, metrics_port=None, grace_seconds=0
+        )
         config = dataclasses.replace(config, **overrides)
         config.validate()
         server, port = create_server(config, load=load)

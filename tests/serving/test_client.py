@@ -26,8 +26,23 @@ def run_client(*args: str) -> int:
 def test_cli_writes_pngs_and_manifest(make_server, tiny_model_dir, tmp_path):
     _, target = make_server()
     out = tmp_path / "seed7"
-    assert run_client("--target", target, "--seed", "7", "--count", "12", "--start-index", "5",
-                      "--batch-size", "5", "--out", str(out)) == 0
+    assert (
+        run_client(
+            "--target",
+            target,
+            "--seed",
+            "7",
+            "--count",
+            "12",
+            "--start-index",
+            "5",
+            "--batch-size",
+            "5",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
     assert names(out) == [f"{i:08d}.png" for i in range(5, 17)]
     image = np.asarray(Image.open(out / "00000005.png"))
     assert image.shape == (32, 32, 3) and image.dtype == np.uint8
@@ -51,11 +66,16 @@ def test_resume_fetches_only_what_is_missing(make_server, tmp_path):
     for i in (3, 4, 10):  # holes, as if those writes had been lost
         (part / f"{i:08d}.png").unlink()
     generated_before = srv.metrics.registry.get_sample_value(
-        "dermsynth_images_generated_total", {"encoding": "png"})
+        "dermsynth_images_generated_total", {"encoding": "png"}
+    )
     second = fetch(target, seed=3, count=60, out_dir=part, batch_size=7, progress=False)
     assert (second.written, second.skipped) == (38, 22)
-    generated = srv.metrics.registry.get_sample_value(
-        "dermsynth_images_generated_total", {"encoding": "png"}) - generated_before
+    generated = (
+        srv.metrics.registry.get_sample_value(
+            "dermsynth_images_generated_total", {"encoding": "png"}
+        )
+        - generated_before
+    )
     assert generated == 38  # the server was asked only for the missing images
     assert second.indices == tuple(range(60))
     for name in names(tmp_path / "whole"):
@@ -67,15 +87,26 @@ def test_resume_fetches_only_what_is_missing(make_server, tmp_path):
 def test_interrupted_run_keeps_its_images_and_resumes(make_server, tmp_path):
     _, target = make_server(inference_batch=4)
     out = tmp_path / "out"
-    code = run_client("--target", target, "--seed", "1", "--count", "3000", "--batch-size", "4",
-                      "--timeout", "0.2", "--out", str(out))
+    code = run_client(
+        "--target",
+        target,
+        "--seed",
+        "1",
+        "--count",
+        "3000",
+        "--batch-size",
+        "4",
+        "--timeout",
+        "0.2",
+        "--out",
+        str(out),
+    )
     assert code == 1  # DEADLINE_EXCEEDED: a server-side failure, not a usage error
     kept = names(out)
     assert 0 < len(kept) < 3000
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest_indices(manifest) == list(range(len(kept))) and not manifest["complete"]
-    assert run_client("--target", target, "--seed", "1", "--count", "3000", "--out",
-                      str(out)) == 0
+    assert run_client("--target", target, "--seed", "1", "--count", "3000", "--out", str(out)) == 0
     assert len(names(out)) == 3000
 
 
@@ -102,19 +133,36 @@ def test_refuses_a_folder_of_another_seed_or_model(make_server, tmp_path, capsys
 
 def test_server_errors_are_reported(make_server, tmp_path, capsys):
     _, target = make_server(token="t0k")
-    assert run_client("--target", target, "--seed", "1", "--count", "2", "--out",
-                      str(tmp_path / "o")) == 1
+    assert (
+        run_client("--target", target, "--seed", "1", "--count", "2", "--out", str(tmp_path / "o"))
+        == 1
+    )
     assert "UNAUTHENTICATED" in capsys.readouterr().err
-    assert run_client("--target", target, "--seed", "1", "--count", "2", "--token", "t0k",
-                      "--out", str(tmp_path / "o")) == 0
+    assert (
+        run_client(
+            "--target",
+            target,
+            "--seed",
+            "1",
+            "--count",
+            "2",
+            "--token",
+            "t0k",
+            "--out",
+            str(tmp_path / "o"),
+        )
+        == 0
+    )
 
 
 def test_out_that_cannot_be_a_folder_exits_2(tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("not a folder")
     for out in (afile, afile / "sub"):  # refused before any connection is made
-        assert run_client("--target", "localhost:1", "--seed", "1", "--count", "2", "--out",
-                          str(out)) == 2
+        assert (
+            run_client("--target", "localhost:1", "--seed", "1", "--count", "2", "--out", str(out))
+            == 2
+        )
         assert "cannot create the output folder" in capsys.readouterr().err
 
 
@@ -135,10 +183,28 @@ def test_kill_9_leaves_a_manifest_at_most_one_batch_behind(make_server, tmp_path
 
     _, target = make_server(inference_batch=4)
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "serving.client", "--no-progress", "--target", target,
-            "--seed", "5", "--count", "100000", "--batch-size", "8", "--out", str(out)]
-    proc = subprocess.Popen(args, cwd=Path(__file__).resolve().parents[2],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = [
+        sys.executable,
+        "-m",
+        "serving.client",
+        "--no-progress",
+        "--target",
+        target,
+        "--seed",
+        "5",
+        "--count",
+        "100000",
+        "--batch-size",
+        "8",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(
+        args,
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and (not out.is_dir() or len(names(out)) < 80):

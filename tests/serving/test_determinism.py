@@ -9,16 +9,17 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+from common.images import to_uint8
 from protos.dermsynth.v1 import generator_pb2 as pb
 from protos.dermsynth.v1 import generator_pb2_grpc as pb_grpc
-from serving.generation import to_uint8
 from serving.latents import latent, latents
 from tests.serving.conftest import collect
 
 
 def test_latent_formula_is_seedsequence_of_the_pair():
-    want = np.random.Generator(np.random.PCG64(np.random.SeedSequence([42, 7]))
-                               ).standard_normal(16, dtype=np.float32)
+    want = np.random.Generator(np.random.PCG64(np.random.SeedSequence([42, 7]))).standard_normal(
+        16, dtype=np.float32
+    )
     assert np.array_equal(latent(42, 7, 16), want)
     assert np.array_equal(latents(42, 5, 4, 16)[2], want)
     assert not np.array_equal(latent(42, 8, 16), want)
@@ -53,11 +54,15 @@ def test_bytes_do_not_depend_on_concurrent_inference(make_server):
     the same images, in order, with nothing lost or duplicated."""
     results = []
     for workers, threads, prefetch in ((1, 2, 1), (3, 1, 4)):
-        server, target = make_server(inference_workers=workers, threads=threads,
-                                     prefetch=prefetch, inference_batch=4)
+        server, target = make_server(
+            inference_workers=workers, threads=threads, prefetch=prefetch, inference_batch=4
+        )
         with grpc.insecure_channel(target) as channel:
-            results.append(collect(pb_grpc.GeneratorStub(channel), seed=8, start_index=3,
-                                   count=37, batch_size=6))
+            results.append(
+                collect(
+                    pb_grpc.GeneratorStub(channel), seed=8, start_index=3, count=37, batch_size=6
+                )
+            )
         server.stop(0).wait(10)
     assert list(results[0]) == list(range(3, 40))
     assert results[1] == results[0]
@@ -69,8 +74,9 @@ def test_pixels_equal_an_independent_onnx_runtime_run(server, tiny_model_dir):
     _, stub = server
     raw = collect(stub, seed=3, count=6, start_index=100, encoding=pb.ENCODING_RAW_RGB8)
     png = collect(stub, seed=3, count=6, start_index=100, encoding=pb.ENCODING_PNG)
-    session = ort.InferenceSession(str(tiny_model_dir / "model.onnx"),
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(tiny_model_dir / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
     for index in range(100, 106):
         z = latent(3, index, 16)[None]
         expected = to_uint8(session.run(["images"], {"latent": z})[0])[0]
@@ -82,8 +88,11 @@ def test_pixels_equal_an_independent_onnx_runtime_run(server, tiny_model_dir):
 
 def test_raw_batches_describe_their_shape(server):
     _, stub = server
-    batches = list(stub.Generate(pb.GenerateRequest(seed=1, count=5, batch_size=2,
-                                                    encoding=pb.ENCODING_RAW_RGB8)))
+    batches = list(
+        stub.Generate(
+            pb.GenerateRequest(seed=1, count=5, batch_size=2, encoding=pb.ENCODING_RAW_RGB8)
+        )
+    )
     assert [len(b.images) for b in batches] == [2, 2, 1]
     for b in batches:
         assert (b.encoding, b.height, b.width, b.channels) == (pb.ENCODING_RAW_RGB8, 32, 32, 3)

@@ -21,8 +21,9 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 def statuses(channel) -> tuple[int, int]:
     stub = health_pb2_grpc.HealthStub(channel)
-    return tuple(stub.Check(health_pb2.HealthCheckRequest(service=s)).status
-                 for s in ("", SERVICE_NAME))
+    return tuple(
+        stub.Check(health_pb2.HealthCheckRequest(service=s)).status for s in ("", SERVICE_NAME)
+    )
 
 
 def test_health_turns_serving_once_the_model_is_loaded(make_server, tiny_model_dir):
@@ -47,8 +48,11 @@ def test_metrics_endpoint(make_server):
     assert srv.metrics_port
     with grpc.insecure_channel(target) as channel:
         collect(pb_grpc.GeneratorStub(channel), seed=1, count=10, batch_size=4)
-    text = urllib.request.urlopen(f"http://127.0.0.1:{srv.metrics_port}/metrics",
-                                  timeout=10).read().decode()
+    text = (
+        urllib.request.urlopen(f"http://127.0.0.1:{srv.metrics_port}/metrics", timeout=10)
+        .read()
+        .decode()
+    )
     assert 'dermsynth_images_generated_total{encoding="png"} 10.0' in text
     assert 'dermsynth_requests_total{outcome="ok"} 1.0' in text
     assert "dermsynth_inference_batch_seconds_count 1.0" in text  # 10 images, one 16-row chunk

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 
 from common.cli import run_cli
 from common.hashing import sha256_file
@@ -22,22 +23,40 @@ from protos.dermsynth.v1 import generator_pb2 as pb
 from protos.dermsynth.v1 import generator_pb2_grpc as pb_grpc
 from serving import cli
 from serving.health import check_health
+from serving.model import ModelError, load_model
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def start_server(model_dir: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "serving", "serve", "--model", str(model_dir), "--host",
-         "127.0.0.1", "--port", "0", "--metrics-port", "none", *extra],
-        cwd=REPO, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "serving",
+            "serve",
+            "--model",
+            str(model_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--metrics-port",
+            "none",
+            *extra,
+        ],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines = []
     for line in proc.stderr:  # until the server says where it listens
         lines.append(line)
         match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
         if match:
-            threading.Thread(target=lambda: [lines.append(x) for x in proc.stderr],
-                             daemon=True).start()
+            threading.Thread(
+                target=lambda: [lines.append(x) for x in proc.stderr], daemon=True
+            ).start()
             proc.log = lines
             return proc, f"127.0.0.1:{match.group(1)}"
     proc.wait(10)
@@ -45,15 +64,24 @@ def start_server(model_dir: Path, *extra: str) -> tuple[subprocess.Popen, str]:
 
 
 def test_sigterm_drains_in_flight_streams_then_exits_0(tiny_model_dir):
-    proc, target = start_server(tiny_model_dir, "--grace-seconds", "60",
-                                "--drain-announce-seconds", "1")
+    proc, target = start_server(
+        tiny_model_dir, "--grace-seconds", "60", "--drain-announce-seconds", "1"
+    )
     try:
-        assert subprocess.run([sys.executable, "-m", "serving", "health", "--target", target],
-                              cwd=REPO, capture_output=True, text=True).returncode == 0
+        assert (
+            subprocess.run(
+                [sys.executable, "-m", "serving", "health", "--target", target],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+            ).returncode
+            == 0
+        )
         count, received, seen = 1000, [], []
         with grpc.insecure_channel(target) as channel:
             call = pb_grpc.GeneratorStub(channel).Generate(
-                pb.GenerateRequest(seed=9, count=count, batch_size=4))
+                pb.GenerateRequest(seed=9, count=count, batch_size=4)
+            )
             received.extend(i.index for i in next(call).images)
             proc.send_signal(signal.SIGTERM)
             # draining: health says NOT_SERVING (as the README promises) while the listener
@@ -83,8 +111,12 @@ def test_sigterm_drains_in_flight_streams_then_exits_0(tiny_model_dir):
 def test_health_command_fails_when_nothing_listens():
     with socket_port() as port:
         pass
-    assert run_cli(cli.main, ["health", "--target", f"127.0.0.1:{port}", "--timeout", "1"],
-                   prog="serving") == 1
+    assert (
+        run_cli(
+            cli.main, ["health", "--target", f"127.0.0.1:{port}", "--timeout", "1"], prog="serving"
+        )
+        == 1
+    )
 
 
 class socket_port:
@@ -136,17 +168,63 @@ def test_bad_models_are_refused_with_exit_2(tiny_model_dir, tmp_path, capsys):
     for case, model_dir in broken_copies(tiny_model_dir, tmp_path).items():
         with socket_port() as port:
             pass
-        code = run_cli(cli.main, ["serve", "--model", str(model_dir), "--host", "127.0.0.1",
-                                  "--port", str(port), "--metrics-port", "none"], prog="serving")
+        code = run_cli(
+            cli.main,
+            [
+                "serve",
+                "--model",
+                str(model_dir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--metrics-port",
+                "none",
+            ],
+            prog="serving",
+        )
         err = capsys.readouterr().err
         assert code == 2, case
         assert "serving: error:" in err and str(model_dir.name) in err, (case, err)
+        assert len(err.strip().splitlines()) == 1, (case, err)
+
+
+def test_manifest_errors_are_model_errors_naming_the_field(tiny_model_dir, tmp_path):
+    """common.manifest's strict load, as the server sees it: a ModelError (exit 2 at the CLI,
+    raised before any port is bound) naming the file and the field."""
+    manifest = json.loads((tiny_model_dir / "model.json").read_text())
+    for field, changes in (
+        ("format_version", {"format_version": 2}),
+        ("extra", {"extra": 1}),
+        ("epochs", {"epochs": "2"}),
+        ("opset", {"opset": None}),
+    ):
+        d = Path(shutil.copytree(tiny_model_dir, tmp_path / field))
+        (d / "model.json").write_text(json.dumps({**manifest, **changes}))
+        with pytest.raises(ModelError, match=f"field '{field}'") as info:
+            load_model(d)
+        assert str(d / "model.json") in str(info.value) and info.value.exit_code == 2
 
 
 def test_bad_model_exits_2_in_a_real_process(tiny_model_dir, tmp_path):
     bad = broken_copies(tiny_model_dir, tmp_path)["manifest latent_dim does not match the graph"]
-    run = subprocess.run([sys.executable, "-m", "serving", "serve", "--model", str(bad),
-                          "--port", "0", "--metrics-port", "none"], cwd=REPO,
-                         capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "serving",
+            "serve",
+            "--model",
+            str(bad),
+            "--port",
+            "0",
+            "--metrics-port",
+            "none",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 2
     assert "latent_dim 17" in run.stderr and "listening" not in run.stderr

@@ -20,11 +20,14 @@ def call_error(stub, **request) -> grpc.RpcError:
     return info.value
 
 
-@pytest.mark.parametrize("request_fields, field", [
-    ({"count": 0}, "count"),
-    ({"count": 2, "start_index": 2**64 - 1}, "start_index"),
-    ({"count": 1, "encoding": 7}, "encoding"),
-])
+@pytest.mark.parametrize(
+    "request_fields, field",
+    [
+        ({"count": 0}, "count"),
+        ({"count": 2, "start_index": 2**64 - 1}, "start_index"),
+        ({"count": 1, "encoding": 7}, "encoding"),
+    ],
+)
 def test_invalid_fields(server, request_fields, field):
     _, stub = server
     err = call_error(stub, seed=1, **request_fields)
@@ -38,8 +41,9 @@ def test_last_representable_index_is_fine(server):
 
 
 def test_limits(make_server):
-    _, target = make_server(max_count=50, max_batch_size=8, default_batch_size=8,
-                            max_message_bytes=64 * 1024)
+    _, target = make_server(
+        max_count=50, max_batch_size=8, default_batch_size=8, max_message_bytes=64 * 1024
+    )
     with grpc.insecure_channel(target) as channel:
         stub = pb_grpc.GeneratorStub(channel)
         err = call_error(stub, seed=1, count=51)
@@ -62,7 +66,7 @@ def test_max_streams(make_server):
     with grpc.insecure_channel(target) as channel:
         stub = pb_grpc.GeneratorStub(channel)
         first = stub.Generate(pb.GenerateRequest(seed=1, count=10_000, batch_size=1))
-        next(first)  # the stream holds the only slot
+        next(first)  # the stream holds the only permit
         err = call_error(stub, seed=2, count=1)
         assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "concurrent streams" in err.details()

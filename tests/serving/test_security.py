@@ -36,8 +36,7 @@ def test_bearer_token(make_server):
     with grpc.insecure_channel(target) as channel:
         stub = pb_grpc.GeneratorStub(channel)
         request = pb.GenerateRequest(seed=1, count=3)
-        for metadata in ((), (("authorization", "Bearer wrong"),),
-                         (("authorization", TOKEN),)):
+        for metadata in ((), (("authorization", "Bearer wrong"),), (("authorization", TOKEN),)):
             with pytest.raises(grpc.RpcError) as info:
                 list(stub.Generate(request, metadata=metadata))
             assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -51,13 +50,15 @@ def test_bearer_token(make_server):
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
         # ... but Watch, a long-lived stream with few slots, does: anonymous watchers could
         # otherwise hold its slots for a connection's life
-        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(),
-                                                           timeout=5)
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(), timeout=5
+        )
         with pytest.raises(grpc.RpcError) as info:
             next(watch)
         assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(),
-                                                           metadata=good, timeout=5)
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(), metadata=good, timeout=5
+        )
         assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
         watch.cancel()
 
@@ -66,10 +67,30 @@ def test_bearer_token(make_server):
 def self_signed(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj",
-                    "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
@@ -80,17 +101,39 @@ def test_tls(make_server, self_signed, tmp_path):
     assert info.resolution == 32
     assert check_health(target, root_cert=cert) == "SERVING"
     with open_channel(target, root_cert=cert) as channel:
-        batches = list(pb_grpc.GeneratorStub(channel).Generate(
-            pb.GenerateRequest(seed=1, count=2), metadata=(("authorization", f"Bearer {TOKEN}"),)))
+        batches = list(
+            pb_grpc.GeneratorStub(channel).Generate(
+                pb.GenerateRequest(seed=1, count=2),
+                metadata=(("authorization", f"Bearer {TOKEN}"),),
+            )
+        )
         assert sum(len(b.images) for b in batches) == 2
     # a plaintext client cannot talk to the TLS port
     assert check_health(target, timeout=2).startswith("UNREACHABLE")
     # nor a TLS client that does not trust the certificate
     other = tmp_path / "other.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=x",
-                    "-keyout", str(tmp_path / "k.pem"), "-out", str(other)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=x",
+            "-keyout",
+            str(tmp_path / "k.pem"),
+            "-out",
+            str(other),
+        ],
+        check=True,
+        capture_output=True,
+    )
     assert check_health(target, timeout=2, root_cert=other).startswith("UNREACHABLE")
 
 
@@ -102,8 +145,11 @@ def test_tokens_no_client_could_send_are_refused_at_start_up(tiny_model_dir, tok
 
 def test_token_with_a_trailing_newline_exits_2(tiny_model_dir, monkeypatch, capsys):
     monkeypatch.setenv("DERMSYNTH_SERVE_TOKEN", "s3cret\n")  # e.g. $(cat secret.txt) kept the \n
-    code = run_cli(cli.main, ["serve", "--model", str(tiny_model_dir), "--port", "0",
-                              "--metrics-port", "none"], prog="serving")
+    code = run_cli(
+        cli.main,
+        ["serve", "--model", str(tiny_model_dir), "--port", "0", "--metrics-port", "none"],
+        prog="serving",
+    )
     err = capsys.readouterr().err
     assert code == 2 and "'\\n' at its end" in err and "s3cret" not in err
 
@@ -114,28 +160,38 @@ def test_loopback_detection():
 
 
 def _health(channel, timeout=1.0) -> int:
-    return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(),
-                                                     timeout=timeout).status
+    return (
+        health_pb2_grpc.HealthStub(channel)
+        .Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+        .status
+    )
 
 
 def test_idle_reflection_streams_cannot_starve_health_or_generate(make_server):
-    """Issue 13 item 5: 16 idle reflection streams took every thread of an 8-stream server."""
+    """16 idle reflection streams took every thread of an 8-stream server."""
     srv, target = make_server(max_streams=2)
     with grpc.insecure_channel(target) as channel:
         idle, blockers = [], []
         for _ in range(12):  # far more than the threads the old server had to spare (2 + 8)
             q: queue.Queue = queue.Queue()
             blockers.append(q)
-            idle.append(reflection_pb2_grpc.ServerReflectionStub(channel)
-                        .ServerReflectionInfo(iter(q.get, None)))
+            idle.append(
+                reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+                    iter(q.get, None)
+                )
+            )
         time.sleep(0.5)  # let every stream reach the server and take (or be refused) a thread
         started = time.monotonic()
         assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
         assert time.monotonic() - started < 1.0
         stub = pb_grpc.GeneratorStub(channel)
         assert stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=1).resolution == 32
-        assert sum(len(b.images) for b in stub.Generate(pb.GenerateRequest(seed=1, count=4),
-                                                        timeout=5)) == 4
+        assert (
+            sum(
+                len(b.images) for b in stub.Generate(pb.GenerateRequest(seed=1, count=4), timeout=5)
+            )
+            == 4
+        )
         # beyond the reflection limit: refused at once, not queued; the others still open
         refused = [c for c in idle if c.done() and c.code() == grpc.StatusCode.RESOURCE_EXHAUSTED]
         assert len(refused) == 12 - srv.server.guard.active("reflection") >= 10
@@ -147,11 +203,14 @@ def test_unparseable_requests_get_invalid_argument(server):
     srv, _ = server
     target = f"127.0.0.1:{srv.port}"
     with grpc.insecure_channel(target) as channel:
-        for method, streaming in ((GENERATE, True),
-                                  ("/dermsynth.v1.Generator/GetModelInfo", False),
-                                  ("/grpc.health.v1.Health/Check", False)):
+        for method, streaming in (
+            (GENERATE, True),
+            ("/dermsynth.v1.Generator/GetModelInfo", False),
+            ("/grpc.health.v1.Health/Check", False),
+        ):
             call = (channel.unary_stream if streaming else channel.unary_unary)(
-                method, request_serializer=None, response_deserializer=None)
+                method, request_serializer=None, response_deserializer=None
+            )
             with pytest.raises(grpc.RpcError) as info:
                 result = call(b"\xff\xff\xff\xff\x0f", timeout=5)
                 if streaming:
@@ -162,29 +221,37 @@ def test_unparseable_requests_get_invalid_argument(server):
 
 
 def _idle_outcomes(caplog) -> list[str]:
-    return [json.loads(r.getMessage())["outcome"] for r in caplog.records
-            if r.name == "serving.requests"]
+    return [
+        json.loads(r.getMessage())["outcome"]
+        for r in caplog.records
+        if r.name == "serving.requests"
+    ]
 
 
 def test_a_stream_nobody_reads_frees_its_slot_after_the_idle_timeout(make_server, caplog):
-    """Issue 13 item 6: a client that opened streams and never read held them for good."""
+    """A client that opened streams and never read held them for good."""
     caplog.set_level(logging.INFO)
     srv, target = make_server(max_streams=1, stream_idle_seconds=1.0, max_batch_size=256)
     with grpc.insecure_channel(target) as stalled, grpc.insecure_channel(target) as other:
         # ~3 KiB per raw image: a few batches fill the flow-control windows, then the send blocks
-        never_read = pb_grpc.GeneratorStub(stalled).Generate(pb.GenerateRequest(
-            seed=1, count=50_000, batch_size=256, encoding=pb.ENCODING_RAW_RGB8))
+        never_read = pb_grpc.GeneratorStub(stalled).Generate(
+            pb.GenerateRequest(seed=1, count=50_000, batch_size=256, encoding=pb.ENCODING_RAW_RGB8)
+        )
         never_read.initial_metadata()
         stub = pb_grpc.GeneratorStub(other)
-        with pytest.raises(grpc.RpcError) as info:  # the only slot is taken...
+        with pytest.raises(grpc.RpcError) as info:  # the only stream permit is taken...
             list(stub.Generate(pb.GenerateRequest(seed=2, count=1), timeout=5))
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         deadline = time.monotonic() + 10
         while srv.server.guard.active("Generate") and time.monotonic() < deadline:
             time.sleep(0.1)
         # ...and freed about one idle timeout later
-        assert sum(len(b.images) for b in stub.Generate(pb.GenerateRequest(seed=2, count=1),
-                                                        timeout=5)) == 1
+        assert (
+            sum(
+                len(b.images) for b in stub.Generate(pb.GenerateRequest(seed=2, count=1), timeout=5)
+            )
+            == 1
+        )
         never_read.cancel()
     assert "idle" in _idle_outcomes(caplog)
 
@@ -201,9 +268,11 @@ def test_a_request_message_that_never_arrives_is_cancelled(make_server):
         yield
 
     with grpc.insecure_channel(target) as channel:
-        stalled = [channel.stream_unary(method).future(nothing())
-                   for method in ["/grpc.health.v1.Health/Check"] * 12
-                   + ["/dermsynth.v1.Generator/GetModelInfo"] * 8]
+        stalled = [
+            channel.stream_unary(method).future(nothing())
+            for method in ["/grpc.health.v1.Health/Check"] * 12
+            + ["/dermsynth.v1.Generator/GetModelInfo"] * 8
+        ]
         time.sleep(0.3)
         started = time.monotonic()
         while True:  # refused at once while the stalled ones hold the class, then answered
@@ -224,8 +293,10 @@ def test_deadline_passed_while_blocked_is_logged_as_deadline_exceeded(make_serve
     caplog.set_level(logging.INFO)
     _, target = make_server()
     with grpc.insecure_channel(target) as channel:
-        call = pb_grpc.GeneratorStub(channel).Generate(pb.GenerateRequest(
-            seed=1, count=50_000, batch_size=256, encoding=pb.ENCODING_RAW_RGB8), timeout=0.5)
+        call = pb_grpc.GeneratorStub(channel).Generate(
+            pb.GenerateRequest(seed=1, count=50_000, batch_size=256, encoding=pb.ENCODING_RAW_RGB8),
+            timeout=0.5,
+        )
         with pytest.raises(grpc.RpcError) as info:
             next(call)
             time.sleep(1.0)

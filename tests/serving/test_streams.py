@@ -1,4 +1,4 @@
-"""Cancellation and deadlines stop generation and free the slot; concurrent clients."""
+"""Cancellation and deadlines stop generation and free the stream's permit; concurrent clients."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def test_cancel_frees_the_slot_and_stops_generation(make_server):
             list(call)
         assert info.value.code() == grpc.StatusCode.CANCELLED
         assert_generation_stopped(srv)
-        # a new stream gets the only slot
+        # a new stream gets the only permit
         assert len(collect(stub, seed=2, count=10)) == 10
     wait_until(lambda: sample(srv, "dermsynth_requests_total", outcome="cancelled") == 1)
     assert inference_calls(srv) < 100  # a few chunks, not the 100,000 images asked for
@@ -63,23 +63,25 @@ def test_deadline_stops_generation(make_server):
         stub = pb_grpc.GeneratorStub(channel)
         received = 0
         with pytest.raises(grpc.RpcError) as info:
-            for batch in stub.Generate(pb.GenerateRequest(seed=1, count=BIG, batch_size=4),
-                                       timeout=0.5):
+            for batch in stub.Generate(
+                pb.GenerateRequest(seed=1, count=BIG, batch_size=4), timeout=0.5
+            ):
                 received += len(batch.images)
         assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert 0 < received < BIG
         assert_generation_stopped(srv)
         assert len(collect(stub, seed=2, count=5)) == 5
-    wait_until(lambda: sample(srv, "dermsynth_requests_total",
-                              outcome="deadline_exceeded") == 1)
+    wait_until(lambda: sample(srv, "dermsynth_requests_total", outcome="deadline_exceeded") == 1)
 
 
 def test_eight_concurrent_clients_get_complete_correct_streams(make_server):
     srv, target = make_server(max_streams=8)
     with grpc.insecure_channel(target) as channel:
         stub = pb_grpc.GeneratorStub(channel)
-        expected = {seed: collect(stub, seed=seed, count=30 + seed, batch_size=30 + seed)
-                    for seed in range(8)}
+        expected = {
+            seed: collect(stub, seed=seed, count=30 + seed, batch_size=30 + seed)
+            for seed in range(8)
+        }
     results: dict[int, dict[int, bytes]] = {}
     errors: list[BaseException] = []
     barrier = threading.Barrier(8)
@@ -88,8 +90,9 @@ def test_eight_concurrent_clients_get_complete_correct_streams(make_server):
         try:
             with grpc.insecure_channel(target) as ch:  # one connection per client
                 barrier.wait()
-                results[seed] = collect(pb_grpc.GeneratorStub(ch), seed=seed, count=30 + seed,
-                                        batch_size=1 + seed)
+                results[seed] = collect(
+                    pb_grpc.GeneratorStub(ch), seed=seed, count=30 + seed, batch_size=1 + seed
+                )
         except BaseException as exc:  # reported below
             errors.append(exc)
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
+import time
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,21 +28,26 @@ def pick(n_benign: int, n_malignant: int) -> list[dict[str, str]]:
     return benign + malignant
 
 
-def write_corrupt(folder: Path, stem_truncated: str, stem_text: str, stem_empty: str,
-                  suffix: str = ".jpg") -> list[Path]:
+def write_corrupt(
+    folder: Path, stem_truncated: str, stem_text: str, stem_empty: str, suffix: str = ".jpg"
+) -> list[Path]:
     """A truncated JPEG, a text file named like an image and a zero-byte file."""
     folder.mkdir(parents=True, exist_ok=True)
     source = (DEMO / "ISIC_0000002.jpg").read_bytes()
-    paths = [folder / f"{stem_truncated}{suffix}", folder / f"{stem_text}{suffix}",
-             folder / f"{stem_empty}{suffix}"]
+    paths = [
+        folder / f"{stem_truncated}{suffix}",
+        folder / f"{stem_text}{suffix}",
+        folder / f"{stem_empty}{suffix}",
+    ]
     paths[0].write_bytes(source[: len(source) // 2])
     paths[1].write_text("this is not an image\n")
     paths[2].write_bytes(b"")
     return paths
 
 
-def isic_cli_folder(dest: Path, n_benign: int = 16, n_malignant: int = 8, *,
-                    corrupt: bool = True) -> Path:
+def isic_cli_folder(
+    dest: Path, n_benign: int = 16, n_malignant: int = 8, *, corrupt: bool = True
+) -> Path:
     """isic-cli layout: ISIC_*.jpg + metadata.csv, plus three corrupt files listed in it."""
     dest.mkdir(parents=True, exist_ok=True)
     rows = pick(n_benign, n_malignant)
@@ -48,8 +56,9 @@ def isic_cli_folder(dest: Path, n_benign: int = 16, n_malignant: int = 8, *,
     if corrupt:
         bad = write_corrupt(dest, "ISIC_9000001", "ISIC_9000002", "ISIC_9000003")
         for p in bad:
-            rows.append({**rows[0], "isic_id": p.stem, "benign_malignant": "benign",
-                         "diagnosis": "nevus"})
+            rows.append(
+                {**rows[0], "isic_id": p.stem, "benign_malignant": "benign", "diagnosis": "nevus"}
+            )
     with open(dest / "metadata.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -84,9 +93,34 @@ def plain_folder(dest: Path) -> Path:
     (dest / "a" / "b").mkdir(parents=True, exist_ok=True)
     for i, r in enumerate(rows):
         img = Image.open(DEMO / f"{r['isic_id']}.jpg")
-        target = [dest / f"{r['isic_id']}.jpg", dest / "a" / f"{r['isic_id']}.png",
-                  dest / "a" / "b" / f"{r['isic_id']}.bmp"][i % 3]
+        target = [
+            dest / f"{r['isic_id']}.jpg",
+            dest / "a" / f"{r['isic_id']}.png",
+            dest / "a" / "b" / f"{r['isic_id']}.bmp",
+        ][i % 3]
         img.save(target)
     write_corrupt(dest / "a", "truncated", "text", "empty")
     (dest / "notes.txt").write_text("ignored: not an image suffix\n")
     return dest
+
+
+def legacy_save(folder: Path, epoch: int, gan, *, state: dict) -> Path:
+    """Format 1, as trainer.checkpoints.save wrote it before checkpoints by name (its file
+    layout and contents; the temporary folder and rename left out)."""
+    final = folder / f"epoch_{epoch:04d}"
+    final.mkdir(parents=True)
+    gan.generator.save_weights(final / "generator.weights.h5")
+    gan.discriminator.save_weights(final / "discriminator.weights.h5")
+    if gan.ema_generator is not None:
+        gan.ema_generator.save_weights(final / "ema_generator.weights.h5")
+    arrays = {
+        f"{prefix}/{i:04d}": np.asarray(v.numpy())
+        for prefix, opt in (("g", gan.g_optimizer), ("d", gan.d_optimizer))
+        for i, v in enumerate(opt.variables)
+    }
+    np.savez(final / "optimizers.npz", **arrays)
+    payload = {**state, "epoch": epoch, "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    (final / "state.json").write_text(
+        json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
+    return final

@@ -9,6 +9,7 @@ def test_diffaugment_ops():
     import tensorflow as tf
 
     from trainer.augment import cutout, diff_augment, translation
+
     x = tf.constant(np.random.default_rng(0).uniform(-1, 1, (4, 16, 16, 3)), tf.float32)
     seed = tf.constant([1, 2], tf.int64)
     with tf.GradientTape() as tape:

@@ -12,17 +12,30 @@ import pytest
 
 from common.config import resolve
 from common.errors import UserError
+from common.manifest import ModelManifest
 from tests.trainer.helpers import isic_cli_folder
 
-TINY = dict(resolution=32, batch_size=8, width=8, latent_dim=16, ema=0.9, keep_checkpoints=1,
-            progress=False, tensorboard=False, sample_count=4, quality_every=1,
-            quality_count=8)
+TINY = dict(
+    resolution=32,
+    batch_size=8,
+    width=8,
+    latent_dim=16,
+    ema=0.9,
+    keep_checkpoints=1,
+    progress=False,
+    tensorboard=False,
+    sample_count=4,
+    quality_every=1,
+    quality_count=8,
+)
 
 
 def make_config(data, run, **overrides):
     from trainer.config import TrainConfig
-    return resolve(TrainConfig, {"data": data, "run": run, "epochs": 3, **TINY, **overrides},
-                   env={})
+
+    return resolve(
+        TrainConfig, {"data": data, "run": run, "epochs": 3, **TINY, **overrides}, env={}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -33,27 +46,31 @@ def dataset(tmp_path_factory):
 @pytest.fixture(scope="module")
 def straight(dataset, tmp_path_factory):
     from trainer.train import train
+
     run = tmp_path_factory.mktemp("q-runs") / "straight"
     train(make_config(dataset, run))
     return run
 
 
 def _real(n=16, shift=0):
+    from common.images import load_images
     from tests.trainer.helpers import DEMO, demo_rows
-    from trainer import data
+
     paths = [DEMO / f"{r['isic_id']}.jpg" for r in demo_rows()[:n]]
-    images = data.load_images(paths, 32, progress=False).astype(np.int16)
+    images = load_images(paths, 32, progress=False).astype(np.int16)
     return np.clip(images + np.array(shift, np.int16), 0, 255).astype(np.uint8)
 
 
 def test_tracker_scores_colour_shifted_images_worse(tmp_path):
-    from trainer.quality import QualityTracker, to_uint8
+    from common.images import to_uint8
+    from trainer.quality import QualityTracker
+
     real = _real(24)
     tracker = QualityTracker(real[:16], latent_dim=4, seed=0, count=8, path=tmp_path / "q.json")
     assert tracker.m == 8 and len(tracker.latents) == 16
 
     def images_from(pool):  # a "generator" that returns fixed images in [-1, 1]
-        return lambda z, training=False: pool[:len(z)].astype(np.float32) / 127.5 - 1.0
+        return lambda z, training=False: pool[: len(z)].astype(np.float32) / 127.5 - 1.0
 
     same = tracker.evaluate(images_from(np.concatenate([real[16:], real[:8]])), epoch=1)
     shifted = tracker.evaluate(images_from(_real(16, shift=(60, -30, -30))), epoch=2)
@@ -86,6 +103,7 @@ def test_training_writes_quality_metrics_curve_and_keeps_the_best_snapshot(strai
 def test_pruning_skips_the_protected_epoch(tmp_path):
     from trainer import checkpoints
     from trainer.gan import DCGAN
+
     gan = DCGAN(resolution=32, latent_dim=4, width=4)
     for epoch in (1, 2, 3, 4):
         checkpoints.save(tmp_path, epoch, gan, state={}, keep=1, protect=(2, None))
@@ -94,9 +112,11 @@ def test_pruning_skips_the_protected_epoch(tmp_path):
     assert [c.epoch for c in checkpoints.list_checkpoints(tmp_path)] == [4, 5]
 
 
-def test_resume_keeps_the_tracker_state_and_drops_rows_after_the_checkpoint(dataset, straight,
-                                                                           tmp_path):
+def test_resume_keeps_the_tracker_state_and_drops_rows_after_the_checkpoint(
+    dataset, straight, tmp_path
+):
     from trainer.train import train
+
     run = tmp_path / "resumed"
     train(make_config(dataset, run, epochs=2))
     result = train(make_config(dataset, run, epochs=3))
@@ -124,16 +144,20 @@ def test_resume_keeps_the_tracker_state_and_drops_rows_after_the_checkpoint(data
 
 def test_export_best_exports_that_epoch_and_says_why(straight, tmp_path):
     from trainer.export_run import export_run
+
     best = json.loads((straight / "quality.json").read_text())["best"]
     out = export_run(straight, tmp_path / "model", "best")
     manifest = json.loads((out / "model.json").read_text())
     assert manifest["checkpoint"]["selected"] == "best"
     assert manifest["checkpoint"]["epoch"] == manifest["epochs"] == best["epoch"]
     assert "quality_score" in manifest["checkpoint"]["reason"]
-    last = json.loads((export_run(straight, tmp_path / "last").joinpath("model.json")
-                       ).read_text())
-    assert last["checkpoint"] == {"selected": "last", "epoch": 3,
-                                  "reason": "the last complete checkpoint"}
+    assert ModelManifest.load(out).to_dict() == manifest
+    last = json.loads((export_run(straight, tmp_path / "last").joinpath("model.json")).read_text())
+    assert last["checkpoint"] == {
+        "selected": "last",
+        "epoch": 3,
+        "reason": "the last complete checkpoint",
+    }
     with pytest.raises(UserError, match="epoch_0042: no such checkpoint"):
         export_run(straight, tmp_path / "x", "epoch_0042")
     with pytest.raises(UserError, match="expected last, best or epoch_XXXX"):
@@ -142,6 +166,7 @@ def test_export_best_exports_that_epoch_and_says_why(straight, tmp_path):
 
 def test_export_best_without_quality_history_is_refused(straight, tmp_path):
     from trainer.export_run import export_run
+
     run = tmp_path / "run"
     shutil.copytree(straight, run)
     (run / "quality.json").unlink()

@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from trainer.gan import DCGAN, make_step
+from trainer.gan import DCGAN
 
 
 def _gan(**kw):
-    return DCGAN(resolution=32, latent_dim=8, width=4, seed=1, augmentations=("translation",),
-                 **kw)
+    return DCGAN(resolution=32, latent_dim=8, width=4, seed=1, augmentations=("translation",), **kw)
 
 
 def _batch():
@@ -22,10 +21,9 @@ def _d_weights(gan):
 
 
 def test_r1_step_reports_the_penalty_and_changes_the_discriminator_update():
-    strategy = tf.distribute.get_strategy()
     plain, reg = _gan(r1_gamma=10.0), _gan(r1_gamma=10.0)
-    out_plain = make_step(plain, strategy)(_batch())
-    out_reg = make_step(reg, strategy, regularize=True)(_batch())
+    out_plain = plain.step(_batch())
+    out_reg = reg.step(_batch(), regularize=True)
     assert "r1" not in out_plain  # the unregularised step is the plain one
     assert float(out_reg["r1"]) > 0 and np.isfinite(float(out_reg["r1"]))
     assert float(out_reg["d_loss"]) == float(out_plain["d_loss"])  # same data, same start
@@ -35,5 +33,11 @@ def test_r1_step_reports_the_penalty_and_changes_the_discriminator_update():
 
 def test_r1_off_never_adds_the_penalty():
     gan = _gan(r1_gamma=0.0)
-    out = make_step(gan, tf.distribute.get_strategy(), regularize=True)(_batch())
+    out = gan.step(_batch(), regularize=True)
     assert "r1" not in out
+    assert not any(gan.r1_due(step) for step in range(8))
+
+
+def test_lazy_r1_falls_on_every_interval_th_step():
+    gan = _gan(r1_gamma=0.1, r1_interval=4)
+    assert [s for s in range(10) if gan.r1_due(s)] == [0, 4, 8]

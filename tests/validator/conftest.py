@@ -27,6 +27,7 @@ def _one_blas_thread():
     """As the pipeline does by default (ValidateConfig.blas_threads = 1): multi-threaded
     OpenBLAS stalls (measured 40 s instead of 0.7 s for one C2ST) when the 2 cores are shared."""
     from threadpoolctl import threadpool_limits
+
     with threadpool_limits(1):
         yield
 
@@ -35,9 +36,24 @@ def _one_blas_thread():
 def xception_onnx(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("xception") / f"xception{SIZE}_random.onnx"
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "validator", "export-xception", "--weights",
-                           "random", "--size", str(SIZE), "--out", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trainer",
+            "export-xception",
+            "--weights",
+            "random",
+            "--size",
+            str(SIZE),
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     print(f"\n[xception export {SIZE}px random: {time.perf_counter() - start:.1f} s]")
     return out
@@ -56,9 +72,10 @@ class Split:
 def split(tmp_path_factory) -> Split:
     """Disjoint real sets copied from isic-sample (401 images; isic-demo's 128 if absent),
     split by lesion where the metadata has lesion_id (else patient_id; else at random)."""
+    from common.datasets import scan
     from tests.validator.planting import plant
-    from trainer.data import scan
     from validator.lesions import Groups, grouping_column, split_by_group
+
     source = SAMPLE if SAMPLE.is_dir() else DEMO
     records = list(scan(source, progress=False).records)
     n = len(records)
@@ -66,8 +83,9 @@ def split(tmp_path_factory) -> Split:
     column = grouping_column(groups)
     keys = groups.column(column) if column else [None] * n
     sizes = [n // 2, 3 * n // 4 - n // 2, n - 3 * n // 4]
-    parts = dict(zip(("train", "holdout", "other"),
-                     split_by_group(keys, sizes, np.random.default_rng(0))))
+    parts = dict(
+        zip(("train", "holdout", "other"), split_by_group(keys, sizes, np.random.default_rng(0)))
+    )
     root = tmp_path_factory.mktemp("sets")
     seen: set[str] = set()
     for name, idx in parts.items():
@@ -92,16 +110,20 @@ class Encoded:
 @pytest.fixture(scope="session")
 def encoded(split, xception_onnx, tmp_path_factory) -> dict[str, Encoded]:
     """Features (71 px random-weight Xception) and 64 px pixels of every set."""
-    from trainer.data import load_images, scan
+    from common.datasets import scan
+    from common.images import load_images
     from validator.features import FeatureCache, FeatureModel, extract
+
     model = FeatureModel(xception_onnx)
     cache = FeatureCache(tmp_path_factory.mktemp("cache"))
     out = {}
     for name in ("train", "holdout", "other", "planted"):
         records = scan(getattr(split, name), progress=False).records
-        out[name] = Encoded(extract(model, records, cache=cache, progress=False).features,
-                            load_images(records, 64, progress=False),
-                            [str(r.path) for r in records])
+        out[name] = Encoded(
+            extract(model, records, cache=cache, progress=False).features,
+            load_images(records, 64, progress=False),
+            [str(r.path) for r in records],
+        )
     return out
 
 
@@ -109,11 +131,13 @@ def make_inputs(enc, synthetic, *, holdout=True, holdout_count=None, **threshold
     """CheckInputs with the train set as real and ``synthetic`` (names of sets) as synthetic;
     ``holdout_count``: only the first N held-out images."""
     from validator.checks import CheckInputs
-    from validator.config import load_thresholds
+    from validator.thresholds import load_thresholds
+
     syn = [enc[s] for s in synthetic]
     h = slice(None, holdout_count)
     return CheckInputs(
-        real=enc["train"].features, real_pixels=enc["train"].pixels,
+        real=enc["train"].features,
+        real_pixels=enc["train"].pixels,
         real_paths=enc["train"].paths,
         synthetic=np.concatenate([s.features for s in syn]),
         synthetic_pixels=np.concatenate([s.pixels for s in syn]),
@@ -121,4 +145,5 @@ def make_inputs(enc, synthetic, *, holdout=True, holdout_count=None, **threshold
         holdout=enc["holdout"].features[h] if holdout else None,
         holdout_pixels=enc["holdout"].pixels[h] if holdout else None,
         holdout_paths=enc["holdout"].paths[h] if holdout else None,
-        thresholds=load_thresholds(None, threshold_overrides))
+        thresholds=load_thresholds(None, threshold_overrides),
+    )

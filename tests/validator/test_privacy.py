@@ -56,8 +56,7 @@ def test_unseen_real_images_pass_with_a_small_holdout(encoded, holdout_count):
     results = {name: run_check(name, inputs) for name in PRIVACY}
     for name, r in results.items():
         assert r.error is None and r.applicable and r.passed, (name, r.note)
-    assert decide(list(results.values()), random_weights=False,
-                  allow_random_weights=False).passed
+    assert decide(list(results.values()), random_weights=False, allow_random_weights=False).passed
     dcr = results["dcr"].numbers
     n = dcr["synthetic_count"]
     assert n == len(encoded["other"].paths) and dcr["baseline"] == "holdout"
@@ -99,12 +98,18 @@ def test_a_few_copies_among_unseen_images_are_each_flagged(encoded):
     """One copy per edit (five training images), among ~100 unseen images: Benjamini-Hochberg
     with few rejections needs p-values below 1/(n_holdout+1): the power-law tail gives them."""
     names = [Path(p).name for p in encoded["planted"].paths]
-    pick = [next(i for i, nm in enumerate(names) if nm.startswith(f"copy_{j:03d}_") and
-                 _kind(nm) == kind) for j, kind in enumerate(("exact", *EDITS))]
+    pick = [
+        next(
+            i for i, nm in enumerate(names) if nm.startswith(f"copy_{j:03d}_") and _kind(nm) == kind
+        )
+        for j, kind in enumerate(("exact", *EDITS))
+    ]
     sub = dict(encoded)
-    sub["few"] = type(encoded["planted"])(encoded["planted"].features[pick],
-                                          encoded["planted"].pixels[pick],
-                                          [encoded["planted"].paths[i] for i in pick])
+    sub["few"] = type(encoded["planted"])(
+        encoded["planted"].features[pick],
+        encoded["planted"].pixels[pick],
+        [encoded["planted"].paths[i] for i in pick],
+    )
     dcr = run_check("dcr", make_inputs(sub, ["other", "few"], holdout_count=40))
     caught = {_kind(n) for n in _flagged_names(dcr) if n.startswith("copy_")}
     assert caught == {"exact", *EDITS}
@@ -178,8 +183,9 @@ def test_data_copying_detects_planted_copies_not_unseen_images(encoded):
 def test_holdout_tests_without_holdout_are_not_applicable(encoded, check):
     strict = run_check(check, make_inputs(encoded, ["other"], holdout=False))
     assert not strict.applicable and not strict.passed
-    lenient = run_check(check, make_inputs(encoded, ["other"], holdout=False,
-                                           require_holdout=False))
+    lenient = run_check(
+        check, make_inputs(encoded, ["other"], holdout=False, require_holdout=False)
+    )
     assert not lenient.applicable and lenient.passed
 
 
@@ -196,6 +202,7 @@ def test_too_small_a_baseline_fails_closed(encoded):
 
 def test_conformal_p_values_are_valid_and_reach_below_one_over_n_plus_one():
     from validator.checks.calibration import conformal_p, tail_exponent
+
     rng = np.random.default_rng(1)
     # nearest-neighbour-like distances: P(D <= d) ~ d^4 near 0
     base, query = rng.random((2, 200, 40)) ** 0.25
@@ -210,6 +217,7 @@ def test_conformal_p_values_are_valid_and_reach_below_one_over_n_plus_one():
 
 def test_benjamini_hochberg_and_clopper_pearson():
     from validator.checks.calibration import clopper_pearson, lower_bound
+
     p = np.array([0.001, 0.008, 0.039, 0.041, 0.042, 0.06, 0.074, 0.205, 0.212, 0.216])
     assert benjamini_hochberg(p, 0.05).tolist() == [True, True] + [False] * 8
     assert benjamini_hochberg(np.full(5, 0.04), 0.05).all()
@@ -220,10 +228,10 @@ def test_benjamini_hochberg_and_clopper_pearson():
 
 def test_lesion_groups_from_metadata_and_group_split(tmp_path):
     from validator.lesions import Groups, grouping_column, split_by_group
+
     (tmp_path / "a.jpg").write_bytes(b"x")
     (tmp_path / "b.jpg").write_bytes(b"x")
-    (tmp_path / "metadata.csv").write_text(
-        "isic_id,patient_id,lesion_id\na,IP_1,IL_7\nb,IP_1,\n")
+    (tmp_path / "metadata.csv").write_text("isic_id,patient_id,lesion_id\na,IP_1,IL_7\nb,IP_1,\n")
     g = Groups.read([tmp_path / "a.jpg", tmp_path / "b.jpg", tmp_path / "c.jpg"])
     assert g.lesion == ("IL_7", None, None) and g.patient == ("IP_1", "IP_1", None)
     assert grouping_column(g) == "lesion_id"

@@ -20,6 +20,7 @@ from validator.checks.prdc import prdc_values
 @pytest.fixture(scope="module")
 def noise_features(xception_onnx):
     from validator.features import FeatureModel
+
     rng = np.random.default_rng(1)
     noise = rng.integers(0, 256, size=(100, 71, 71, 3), dtype=np.uint8)
     return FeatureModel(xception_onnx)(noise)
@@ -38,8 +39,7 @@ def test_fid_low_rank_path_matches_sqrtm():
     a, b = rng.normal(size=(40, 64)), rng.normal(size=(30, 64)) * 1.5 + 0.3
     assert frechet_distance(a, b) == pytest.approx(_sqrtm_reference(a, b), rel=1e-5)
     big_a, big_b = rng.normal(size=(300, 16)), rng.normal(size=(200, 16)) + 0.5
-    assert frechet_distance(big_a, big_b) == pytest.approx(_sqrtm_reference(big_a, big_b),
-                                                           rel=1e-6)
+    assert frechet_distance(big_a, big_b) == pytest.approx(_sqrtm_reference(big_a, big_b), rel=1e-6)
 
 
 def test_fid_of_a_set_with_itself_is_zero(encoded, noise_features):
@@ -91,10 +91,12 @@ def test_prdc_real_vs_real_high_real_vs_noise_low(encoded):
     numpy: the same numbers on every CPU, unlike a random-weight network's): unseen real
     images fall inside the real manifold, noise images outside it."""
     from common.image_stats import image_statistics
+
     rng = np.random.default_rng(1)
     noise = rng.integers(0, 256, size=(100, 64, 64, 3), dtype=np.uint8)
-    real, other, noise = (image_statistics(x) for x in (encoded["train"].pixels,
-                                                          encoded["other"].pixels, noise))
+    real, other, noise = (
+        image_statistics(x) for x in (encoded["train"].pixels, encoded["other"].pixels, noise)
+    )
     mu, sd = real.mean(0), real.std(0) + 1e-9
     real, other, noise = ((x - mu) / sd for x in (real, other, noise))
     same = prdc_values(real, other, 5)

@@ -48,8 +48,10 @@ def test_validate_streams_progress_then_verdict(server, config, split):
     request = pb.ValidateRequest(
         real_dir=_small(split.train, data / "train", 40),
         holdout_dir=_small(split.holdout, data / "holdout", 20),
-        synthetic_dir="syn", out_dir="out",  # relative: to the data root / the output root
-        options=pb.ValidateOptions(checks=["dcr", "nndr", "c2st"], skip_tsne=True))
+        synthetic_dir="syn",
+        out_dir="out",  # relative: to the data root / the output root
+        options=pb.ValidateOptions(checks=["dcr", "nndr", "c2st"], skip_tsne=True),
+    )
     _small(split.other, data / "syn", 20)
     assert health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING
     with pytest.raises(grpc.RpcError) as err:
@@ -68,7 +70,7 @@ def test_validate_streams_progress_then_verdict(server, config, split):
     assert summary.random_weights and "RANDOM" in summary.feature_model
     assert [c.name for c in summary.checks] == ["dcr", "nndr", "c2st"]
     assert "auc" in summary.checks[2].numbers
-    assert summary.checks[2].status == "info"  # H4: as the gate counted it (random weights)
+    assert summary.checks[2].status == "info"  # as the gate counted it (random weights)
     assert "RANDOM" in summary.gate_policy
     assert Path(summary.report_json) == (config.output_root / "out" / "report.json").resolve()
     assert Path(summary.report_html).is_file()
@@ -82,14 +84,19 @@ def test_validate_streams_progress_then_verdict(server, config, split):
     assert err.value.details().startswith("options.allow_random_weights")
 
 
-@pytest.mark.parametrize("mutate, field", [
-    (lambda r: r.ClearField("real_dir"), "real_dir"),
-    (lambda r: r.ClearField("out_dir"), "out_dir"),
-    (lambda r: r.ClearField("synthetic_dir"), "synthetic"),
-    (lambda r: r.generator.CopyFrom(pb.GeneratorSource(target="localhost:1", count=0)),
-     "generator.count"),
-    (lambda r: r.options.checks.append("astrology"), "options.checks"),
-])
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda r: r.ClearField("real_dir"), "real_dir"),
+        (lambda r: r.ClearField("out_dir"), "out_dir"),
+        (lambda r: r.ClearField("synthetic_dir"), "synthetic"),
+        (
+            lambda r: r.generator.CopyFrom(pb.GeneratorSource(target="localhost:1", count=0)),
+            "generator.count",
+        ),
+        (lambda r: r.options.checks.append("astrology"), "options.checks"),
+    ],
+)
 def test_bad_fields_are_invalid_argument(server, mutate, field):
     handle, channel = server
     request = pb.ValidateRequest(real_dir="real", synthetic_dir="syn", out_dir="out")
@@ -100,11 +107,52 @@ def test_bad_fields_are_invalid_argument(server, mutate, field):
     assert err.value.details().startswith(field)
 
 
+@pytest.mark.parametrize(
+    "flags, mutate, field",
+    [
+        ({"checks": "astrology"}, lambda r: r.options.checks.append("astrology"), "options.checks"),
+        ({"seed": "-1"}, lambda r: setattr(r.options, "seed", -1), "options.seed"),
+        (
+            {"benign_malignant": "both"},
+            lambda r: setattr(r.options, "benign_malignant", "both"),
+            "options.benign_malignant",
+        ),
+        (
+            {"synthetic": None, "from_server": "localhost:1", "count": "0"},
+            lambda r: r.generator.CopyFrom(pb.GeneratorSource(target="localhost:1", count=0)),
+            "generator.count",
+        ),
+        ({"real": None}, lambda r: r.ClearField("real_dir"), "real_dir"),
+    ],
+    ids=["unknown check", "negative seed", "filter value", "no count", "no real set"],
+)
+def test_the_service_and_the_cli_refuse_by_the_same_rule(tmp_path, flags, mutate, field):
+    """One place validates a run: the request's values go through ValidateConfig as the
+    command line's do, so the same rule refuses both, in the same words (the service names
+    the request field, the command line the flag)."""
+    from common.config import OptionError, resolve
+    from validator.config import ValidateConfig
+
+    cli = {"real": "r", "synthetic": "s", "out": "o", "features_model": "f.onnx", **flags}
+    with pytest.raises(OptionError) as refused:
+        resolve(ValidateConfig, cli, env={})
+    request = pb.ValidateRequest(real_dir="real", synthetic_dir="syn", out_dir="out")
+    mutate(request)
+    with (
+        running_validator(server_config(tmp_path)) as (_, channel),
+        pytest.raises(grpc.RpcError) as err,
+    ):
+        list(pb_grpc.ValidatorStub(channel).Validate(request, timeout=30))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details() == f"{field}: {refused.value.problem}"
+
+
 def test_missing_folder_is_invalid_argument(server, xception_onnx, config):
     handle, channel = server
     handle.set_model(FeatureModel(xception_onnx))
-    request = pb.ValidateRequest(real_dir="absent", synthetic_dir=str(config.data_roots[0]),
-                                 out_dir="out")
+    request = pb.ValidateRequest(
+        real_dir="absent", synthetic_dir=str(config.data_roots[0]), out_dir="out"
+    )
     with pytest.raises(grpc.RpcError) as err:
         list(pb_grpc.ValidatorStub(channel).Validate(request, timeout=30))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -126,8 +174,10 @@ def test_cancelled_call_stops_its_validation(server, xception_onnx, config, spli
     data = config.data_roots[0]
     request = pb.ValidateRequest(
         real_dir=_small(split.train, data / "train", 40),
-        synthetic_dir=_small(split.other, data / "syn", 20), out_dir="out",
-        options=pb.ValidateOptions(checks=["dcr", "c2st"], skip_tsne=True))
+        synthetic_dir=_small(split.other, data / "syn", 20),
+        out_dir="out",
+        options=pb.ValidateOptions(checks=["dcr", "c2st"], skip_tsne=True),
+    )
     call = pb_grpc.ValidatorStub(channel).Validate(request, timeout=180)
     assert next(call).WhichOneof("event") == "progress"
     call.cancel()
@@ -140,8 +190,10 @@ def test_cancelled_call_stops_its_validation(server, xception_onnx, config, spli
 def generation_server(tiny_model_dir):
     from serving.config import ServeConfig
     from serving.server import create_server
-    config = ServeConfig(model=tiny_model_dir, host="127.0.0.1", port=0, metrics_port=None,
-                         grace_seconds=0)
+
+    config = ServeConfig(
+        model=tiny_model_dir, host="127.0.0.1", port=0, metrics_port=None, grace_seconds=0
+    )
     server, port = create_server(config)
     server.start()
     yield f"127.0.0.1:{port}"
@@ -155,13 +207,16 @@ LARGE = 20_000  # images asked for; a cancelled call must fetch only a few batch
 def fetching(tmp_path, split, xception_onnx, generation_server):
     """(server handle, channel, request) for a one-worker server whose request fetches LARGE
     images from the real generation server."""
-    config = server_config(tmp_path, max_workers=1, max_count=LARGE,
-                           allowed_targets=(generation_server,))
+    config = server_config(
+        tmp_path, max_workers=1, max_count=LARGE, allowed_targets=(generation_server,)
+    )
     real = _small(split.train, config.data_roots[0] / "train", 20)
     request = pb.ValidateRequest(
-        real_dir=real, out_dir="fetched",
+        real_dir=real,
+        out_dir="fetched",
         generator=pb.GeneratorSource(target=generation_server, seed=1, count=LARGE),
-        options=pb.ValidateOptions(checks=["dcr"], skip_tsne=True))
+        options=pb.ValidateOptions(checks=["dcr"], skip_tsne=True),
+    )
     with running_validator(config, model=FeatureModel(xception_onnx)) as (handle, channel):
         yield handle, channel, request, config.output_root / "fetched" / "synthetic"
 
@@ -191,8 +246,9 @@ def test_max_workers_is_enforced_and_health_still_answers(fetching, split):
     stub = pb_grpc.ValidatorStub(channel)
     busy = stub.Validate(request, timeout=120)
     _first_fetch_event(busy)
-    other = pb.ValidateRequest(real_dir=request.real_dir, synthetic_dir=request.real_dir,
-                               out_dir="other")
+    other = pb.ValidateRequest(
+        real_dir=request.real_dir, synthetic_dir=request.real_dir, out_dir="other"
+    )
     started = time.monotonic()
     with pytest.raises(grpc.RpcError) as err:
         list(stub.Validate(other, timeout=30))
@@ -215,8 +271,12 @@ def test_internal_errors_carry_an_id_not_internals(tmp_path, xception_onnx, spli
     blocker.write_text("x")
     config = server_config(tmp_path, cache_dir=blocker)
     real = _small(split.train, config.data_roots[0] / "train", 10)
-    request = pb.ValidateRequest(real_dir=real, synthetic_dir=real, out_dir="out",
-                                 options=pb.ValidateOptions(checks=["dcr"], skip_tsne=True))
+    request = pb.ValidateRequest(
+        real_dir=real,
+        synthetic_dir=real,
+        out_dir="out",
+        options=pb.ValidateOptions(checks=["dcr"], skip_tsne=True),
+    )
     with running_validator(config, model=FeatureModel(xception_onnx)) as (handle, channel):
         with pytest.raises(grpc.RpcError) as err:
             list(pb_grpc.ValidatorStub(channel).Validate(request, timeout=60))

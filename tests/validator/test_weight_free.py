@@ -16,8 +16,9 @@ from common.image_stats import image_statistics
 from tests.validator.conftest import DEMO, make_inputs
 from validator import checks as registry
 from validator.checks import CheckInputs, run_check
-from validator.config import DEFAULT_CHECKS, load_thresholds
+from validator.config import DEFAULT_CHECKS
 from validator.gate import decide
+from validator.thresholds import load_thresholds
 
 WEIGHT_FREE = ("swd", "colour", "pixel_c2st")
 FEATURE_QUALITY = ("fid", "kid", "prdc", "c2st")
@@ -25,8 +26,9 @@ PALE_PINK = np.array([255, 235, 235], np.float32)
 
 
 def blurred(images: np.ndarray, radius: float = 1.5) -> np.ndarray:
-    return np.stack([np.asarray(Image.fromarray(i).filter(ImageFilter.GaussianBlur(radius)))
-                     for i in images])
+    return np.stack(
+        [np.asarray(Image.fromarray(i).filter(ImageFilter.GaussianBlur(radius))) for i in images]
+    )
 
 
 def colour_shifted(images: np.ndarray, amount: float = 0.3) -> np.ndarray:
@@ -36,10 +38,18 @@ def colour_shifted(images: np.ndarray, amount: float = 0.3) -> np.ndarray:
 
 # --- common.quality against its references ------------------------------------------------------
 def test_srgb_to_lab_known_values():
-    rgb = np.array([[255, 255, 255], [0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255],
-                    [128, 128, 128]], np.uint8)
-    expected = [[100, 0, 0], [0, 0, 0], [53.24, 80.09, 67.20], [87.73, -86.18, 83.18],
-                [32.30, 79.19, -107.86], [53.59, 0, 0]]  # CIE 1976 L*a*b*, D65
+    rgb = np.array(
+        [[255, 255, 255], [0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255], [128, 128, 128]],
+        np.uint8,
+    )
+    expected = [
+        [100, 0, 0],
+        [0, 0, 0],
+        [53.24, 80.09, 67.20],
+        [87.73, -86.18, 83.18],
+        [32.30, 79.19, -107.86],
+        [53.59, 0, 0],
+    ]  # CIE 1976 L*a*b*, D65
     np.testing.assert_allclose(q.srgb_to_lab(rgb), expected, atol=0.02)
 
 
@@ -47,6 +57,7 @@ def test_pyramid_matches_the_reference_filters_and_reconstructs():
     """pyr_down / pyr_up equal the reference's scipy.ndimage.convolve(mode='mirror') with the
     5x5 binomial filter; the Laplacian levels add back up to the image."""
     from scipy import ndimage
+
     g = np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1]).astype(np.float32) / 256
     x = np.random.default_rng(0).random((2, 16, 16, 3)).astype(np.float32)
     ref = ndimage.convolve(x, g[None, :, :, None], mode="mirror")[:, ::2, ::2]
@@ -54,9 +65,9 @@ def test_pyramid_matches_the_reference_filters_and_reconstructs():
     small = ref
     up = np.zeros_like(x)
     up[:, ::2, ::2] = small
-    np.testing.assert_allclose(q.pyr_up(small),
-                               ndimage.convolve(up, 4 * g[None, :, :, None], mode="mirror"),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        q.pyr_up(small), ndimage.convolve(up, 4 * g[None, :, :, None], mode="mirror"), atol=1e-5
+    )
     levels = q.laplacian_pyramid(x, 3)
     assert [lv.shape[1] for lv in levels] == [16, 8, 4]
     rebuilt = levels[-1]
@@ -90,8 +101,10 @@ def test_colour_distance_and_background():
     assert (q.background_colours(framed) == [176, 158, 160]).all()
     pool = q.ColourPool(np.concatenate([grey, light, framed]))
     d = q.colour_distance(pool, np.arange(4), pool, np.arange(4, 8))
-    dl = float(q.srgb_to_lab(np.array([150, 150, 150], np.uint8))[0]
-               - q.srgb_to_lab(np.array([100, 100, 100], np.uint8))[0])
+    dl = float(
+        q.srgb_to_lab(np.array([150, 150, 150], np.uint8))[0]
+        - q.srgb_to_lab(np.array([100, 100, 100], np.uint8))[0]
+    )
     assert d["w1_L"] == pytest.approx(dl, abs=1.0) and d["w1_a"] < 1 and d["w1_b"] < 1
     assert d["background_delta_e"] == pytest.approx(dl, abs=0.01)
     assert q.colour_distance(pool, np.arange(8, 12), pool, np.arange(8, 12))["lab_w1"] == 0
@@ -100,6 +113,7 @@ def test_colour_distance_and_background():
 def test_spread_z_is_small_for_one_distribution_and_large_for_a_shift():
     """compare_with_spread on vectors of known geometry: a statistic (distance of means) of a
     sample of the real distribution stays within its null; a 1-sd shift is far outside."""
+
     class Pool:
         def __init__(self, x):
             self.x = x
@@ -109,6 +123,7 @@ def test_spread_z_is_small_for_one_distribution_and_large_for_a_shift():
 
     def gap(a, ia, b, ib, rng):
         return {"gap": float(abs(a.x[ia].mean() - b.x[ib].mean()))}
+
     rng = np.random.default_rng(3)
     real, same, shifted = rng.normal(size=200), rng.normal(size=100), rng.normal(1, 1, 100)
     ok = q.compare_with_spread(gap, Pool(np.r_[real, same]), 200, repeats=30)
@@ -120,11 +135,11 @@ def test_spread_z_is_small_for_one_distribution_and_large_for_a_shift():
 
 
 def test_image_statistics_see_blur_and_colour():
-    from trainer.data import load_images
+    from common.images import load_images
+
     paths = sorted(DEMO.glob("*.jpg"))[:16]
     real = load_images(paths, 64, progress=False)
-    base, soft, pink = (image_statistics(x) for x in (real, blurred(real),
-                                                          colour_shifted(real)))
+    base, soft, pink = (image_statistics(x) for x in (real, blurred(real), colour_shifted(real)))
     # 2x2 thumbnail (12), histograms (24), mean (3), std (3), background (3), then texture
     assert base.shape == (16, 54) and np.isfinite(base).all()
     mean_l, fine = 12 + 24, 12 + 24 + 9  # mean L; the finest Laplacian band's log energy
@@ -136,7 +151,8 @@ def test_image_statistics_see_blur_and_colour():
 @pytest.fixture(scope="module")
 def demo_sets():
     """isic-demo split once: 80 'training' images and 40 unseen ones, at 64 px."""
-    from trainer.data import load_images
+    from common.images import load_images
+
     paths = sorted(DEMO.glob("*.jpg"))
     order = np.random.default_rng(0).permutation(len(paths))
     pixels = load_images([paths[i] for i in order[:120]], 64, progress=False)
@@ -144,19 +160,34 @@ def demo_sets():
 
 
 def _pixel_inputs(real, synthetic, seed=0, **overrides) -> CheckInputs:
-    return CheckInputs(real=np.zeros((len(real), 1)), synthetic=np.zeros((len(synthetic), 1)),
-                       holdout=None, real_pixels=real, synthetic_pixels=synthetic,
-                       holdout_pixels=None, real_paths=[], synthetic_paths=[],
-                       holdout_paths=None, thresholds=load_thresholds(None, overrides),
-                       seed=seed)
+    return CheckInputs(
+        real=np.zeros((len(real), 1)),
+        synthetic=np.zeros((len(synthetic), 1)),
+        holdout=None,
+        real_pixels=real,
+        synthetic_pixels=synthetic,
+        holdout_pixels=None,
+        real_paths=[],
+        synthetic_paths=[],
+        holdout_paths=None,
+        thresholds=load_thresholds(None, overrides),
+        seed=seed,
+    )
 
 
 @pytest.fixture(scope="module")
 def demo_results(demo_sets):
-    sets = {"unseen": demo_sets["unseen"], "blurred": blurred(demo_sets["unseen"]),
-            "shifted": colour_shifted(demo_sets["unseen"])}
-    return {kind: {name: run_check(name, _pixel_inputs(demo_sets["real"], images))
-                   for name in WEIGHT_FREE} for kind, images in sets.items()}
+    sets = {
+        "unseen": demo_sets["unseen"],
+        "blurred": blurred(demo_sets["unseen"]),
+        "shifted": colour_shifted(demo_sets["unseen"]),
+    }
+    return {
+        kind: {
+            name: run_check(name, _pixel_inputs(demo_sets["real"], images)) for name in WEIGHT_FREE
+        }
+        for kind, images in sets.items()
+    }
 
 
 def test_weight_free_checks_pass_unseen_real_images(demo_results):
@@ -193,6 +224,7 @@ def test_colour_shifted_real_images_fail(demo_results):
 def test_comparison_side_follows_the_synthetic_resolution(demo_sets, tmp_path):
     """A 32 px generator is compared at 32 px, not at the pixel size it was enlarged to."""
     from validator.checks.weight_free import comparison_pixels
+
     paths = []
     for i, img in enumerate(demo_sets["unseen"][:8]):
         paths.append(str(tmp_path / f"s{i}.png"))
@@ -222,28 +254,30 @@ def test_registry_marks_the_weight_free_checks():
 
 def _degraded_encoded(encoded, xception_onnx, make):
     """The 'other' (unseen) set degraded by ``make``: pixels at 64 px, features at 71 px."""
+    from common.images import load_images
     from tests.validator.conftest import Encoded
-    from trainer.data import load_images
     from validator.features import FeatureModel
+
     pixels71 = make(load_images(encoded["other"].paths, 71, progress=False))
-    return Encoded(FeatureModel(xception_onnx)(pixels71), make(encoded["other"].pixels),
-                   encoded["other"].paths)
+    return Encoded(
+        FeatureModel(xception_onnx)(pixels71), make(encoded["other"].pixels), encoded["other"].paths
+    )
 
 
 @pytest.mark.parametrize("kind", ["unseen", "blurred", "colour-shifted"])
 def test_random_weights_verdict_rests_on_weight_free_checks(encoded, xception_onnx, kind):
-    """Issue 8's done-when: random-weight features, all default checks. Unseen real images
+    """The release gate's promise: random-weight features, all default checks. Unseen real images
     PASS; blurred or colour-shifted real images FAIL on the weight-free checks; the
     feature-space quality checks show "info" and never decide."""
     enc = dict(encoded)
     if kind != "unseen":
-        enc["degraded"] = _degraded_encoded(encoded, xception_onnx,
-                                            blurred if kind == "blurred" else colour_shifted)
+        enc["degraded"] = _degraded_encoded(
+            encoded, xception_onnx, blurred if kind == "blurred" else colour_shifted
+        )
     inputs = make_inputs(enc, ["other" if kind == "unseen" else "degraded"])
     results = [run_check(name, inputs) for name in DEFAULT_CHECKS]
     verdict = decide(results, random_weights=True, allow_random_weights=False)
-    assert {n: verdict.status(n) for n in FEATURE_QUALITY} == dict.fromkeys(FEATURE_QUALITY,
-                                                                            "info")
+    assert {n: verdict.status(n) for n in FEATURE_QUALITY} == dict.fromkeys(FEATURE_QUALITY, "info")
     failed = {r.split(":")[0] for r in verdict.reasons}
     assert not failed & set(FEATURE_QUALITY)
     if kind == "unseen":
@@ -269,19 +303,30 @@ def test_report_shows_info_and_the_real_vs_real_spread(split, xception_onnx, tmp
     """Through the pipeline: report.json and report.html carry each check's status ("info"
     for the feature-space quality checks of a random-weight model) and the spread table."""
     import shutil
+
     from validator.config import ValidateConfig
     from validator.pipeline import run_validation
+
     sets = {}
-    for name, src, n in (("real", split.train, 60), ("holdout", split.holdout, 30),
-                         ("synthetic", split.other, 30)):
+    for name, src, n in (
+        ("real", split.train, 60),
+        ("holdout", split.holdout, 30),
+        ("synthetic", split.other, 30),
+    ):
         sets[name] = tmp_path / name
         sets[name].mkdir()
         for path in sorted(src.iterdir())[:n]:
             shutil.copy(path, sets[name])
-    config = ValidateConfig(real=sets["real"], holdout=sets["holdout"],
-                            synthetic=sets["synthetic"], features_model=xception_onnx,
-                            out=tmp_path / "report", cache_dir=tmp_path / "cache", tsne=False,
-                            progress=False)
+    config = ValidateConfig(
+        real=sets["real"],
+        holdout=sets["holdout"],
+        synthetic=sets["synthetic"],
+        features_model=xception_onnx,
+        out=tmp_path / "report",
+        cache_dir=tmp_path / "cache",
+        tsne=False,
+        progress=False,
+    )
     outcome = run_validation(config)
     report = json.loads(outcome.report_json.read_text())
     status = {c["name"]: c["status"] for c in report["checks"]}

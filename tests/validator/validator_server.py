@@ -7,10 +7,9 @@ than the features: no Xception export needed)."""
 from __future__ import annotations
 
 import dataclasses
-import json
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -25,17 +24,23 @@ def server_config(tmp_path: Path, **overrides) -> ValidatorServerConfig:
     data, reports = tmp_path / "data", tmp_path / "reports"
     data.mkdir(exist_ok=True)
     reports.mkdir(exist_ok=True)
-    config = ValidatorServerConfig(data_roots=(data,), output_root=reports, port=0,
-                                   host="127.0.0.1", cache_dir=tmp_path / "cache",
-                                   features_model=tmp_path / "not-loaded.onnx")
+    config = ValidatorServerConfig(
+        data_roots=(data,),
+        output_root=reports,
+        port=0,
+        host="127.0.0.1",
+        cache_dir=tmp_path / "cache",
+        features_model=tmp_path / "not-loaded.onnx",
+    )
     config = dataclasses.replace(config, **overrides)
     config.validate()
     return config
 
 
 @contextmanager
-def running_validator(config: ValidatorServerConfig, *, model=None
-                      ) -> Iterator[tuple[object, grpc.Channel]]:
+def running_validator(
+    config: ValidatorServerConfig, *, model=None
+) -> Iterator[tuple[object, grpc.Channel]]:
     """(server handle, channel to it); health SERVING iff ``model`` is given."""
     handle, port = create_server(config, model=model)
     handle.start()
@@ -59,21 +64,29 @@ def tiny_feature_model(folder: Path, size: int = 71) -> Path:
     import onnx
     from onnx import TensorProto, helper
 
+    from common.feature_model import Sidecar
     from common.hashing import sha256_file
-    from validator.xception_export import sidecar_path
+
     graph = helper.make_graph(
-        [helper.make_node("ReduceMean", ["images"], ["mean"], axes=[1, 2], keepdims=0),
-         helper.make_node("ReduceMax", ["images"], ["max"], axes=[1, 2], keepdims=0),
-         helper.make_node("Concat", ["mean", "max"], ["features"], axis=1)],
+        [
+            helper.make_node("ReduceMean", ["images"], ["mean"], axes=[1, 2], keepdims=0),
+            helper.make_node("ReduceMax", ["images"], ["max"], axes=[1, 2], keepdims=0),
+            helper.make_node("Concat", ["mean", "max"], ["features"], axis=1),
+        ],
         "tiny_features",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", size, size, 3])],
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 6])])
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 6])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "tiny_features.onnx"
     onnx.save(model, path)
-    sidecar_path(path).write_text(json.dumps({
-        "input_size": size, "feature_dim": 6, "weights": "random", "input_name": "images",
-        "onnx_sha256": sha256_file(path), "versions": {}}))
+    Sidecar(
+        weights="random",
+        input_size=size,
+        feature_dim=6,
+        onnx_file=path.name,
+        onnx_sha256=sha256_file(path),
+    ).write(path)
     return path

@@ -60,8 +60,9 @@ def conformal_p(query: np.ndarray, baseline: np.ndarray, k: float | None = None)
     return p
 
 
-def leave_one_out_p(baseline: np.ndarray, members: np.ndarray, k: float | None = None
-                    ) -> np.ndarray:
+def leave_one_out_p(
+    baseline: np.ndarray, members: np.ndarray, k: float | None = None
+) -> np.ndarray:
     """p-values of the baseline members ``baseline[members]``, each against the baseline
     without itself: a real image scored as if it were synthetic (real-vs-real calibration).
     ``k``: the tail exponent (default: estimated without the member)."""

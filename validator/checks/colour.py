@@ -34,13 +34,22 @@ def colour(inputs: CheckInputs) -> CheckResult:
     """CIELAB colour histograms and background (border) colour, real vs synthetic."""
     real, synthetic, side = comparison_pixels(inputs)
     pool = ColourPool(np.concatenate([real, synthetic]))
-    spread = compare_with_spread(colour_distance, pool, len(real),
-                                 repeats=inputs.thresholds.colour_splits, seed=inputs.seed)
-    extra = {"background_rgb_real": _rgb(pool.background_rgb[:len(real)]),
-             "background_rgb_synthetic": _rgb(pool.background_rgb[len(real):]),
-             **{f"real_{k}": v for k, v in lab_moments(real).items()},
-             **{f"synthetic_{k}": v for k, v in lab_moments(synthetic).items()},
-             "side_px": side}
-    return spread_result("colour", spread, decisive=["w1_L", "w1_a", "w1_b", "background_delta_e"],
-                         limit=inputs.thresholds.colour_max_z, limit_name="colour_max_z",
-                         extra=extra, what="colour distribution or background colour")
+    spread = compare_with_spread(
+        colour_distance, pool, len(real), repeats=inputs.thresholds.colour_splits, seed=inputs.seed
+    )
+    extra = {
+        "background_rgb_real": _rgb(pool.background_rgb[: len(real)]),
+        "background_rgb_synthetic": _rgb(pool.background_rgb[len(real) :]),
+        **{f"real_{k}": v for k, v in lab_moments(real).items()},
+        **{f"synthetic_{k}": v for k, v in lab_moments(synthetic).items()},
+        "side_px": side,
+    }
+    return spread_result(
+        "colour",
+        spread,
+        decisive=["w1_L", "w1_a", "w1_b", "background_delta_e"],
+        limit=inputs.thresholds.colour_max_z,
+        limit_name="colour_max_z",
+        extra=extra,
+        what="colour distribution or background colour",
+    )

@@ -36,6 +36,7 @@ from validator.neighbours import unit_rows
 def z_u(test_d: np.ndarray, syn_d: np.ndarray) -> float:
     """Mann-Whitney z-score: negative when synthetic distances are smaller than test ones."""
     from scipy.stats import mannwhitneyu
+
     n, m = len(test_d), len(syn_d)
     u = mannwhitneyu(syn_d, test_d, alternative="two-sided").statistic
     return float((u - m * n / 2) / np.sqrt(m * n * (m + n + 1) / 12))
@@ -61,18 +62,25 @@ def data_copying(inputs: CheckInputs) -> CheckResult:
     t = inputs.thresholds
     limits = {"data_copying_z": t.data_copying_z}
     if inputs.holdout is None:
-        return CheckResult(name="data_copying", kind="privacy", passed=not t.require_holdout,
-                           applicable=False, thresholds={**limits,
-                                                         "require_holdout": t.require_holdout},
-                           note="not applicable: no held-out real set (--holdout)")
+        return CheckResult(
+            name="data_copying",
+            kind="privacy",
+            passed=not t.require_holdout,
+            applicable=False,
+            thresholds={**limits, "require_holdout": t.require_holdout},
+            note="not applicable: no held-out real set (--holdout)",
+        )
     a = analyse(inputs)
     kept = a.sets.holdout_kept
     if len(kept) < 2:
-        return CheckResult(name="data_copying", kind="privacy", passed=False, thresholds=limits,
-                           note="fewer than 2 held-out images of lesions not in the training "
-                                "set: cannot test")
-    train, test, syn = (unit_rows(x) for x in (inputs.real, inputs.holdout[kept],
-                                               inputs.synthetic))
+        return CheckResult(
+            name="data_copying",
+            kind="privacy",
+            passed=False,
+            thresholds=limits,
+            note="fewer than 2 held-out images of lesions not in the training set: cannot test",
+        )
+    train, test, syn = (unit_rows(x) for x in (inputs.real, inputs.holdout[kept], inputs.synthetic))
     k = t.data_copying_cells or max(1, min(20, len(test) // 20))
     k = min(k, len(train))
     km = KMeans(n_clusters=k, n_init=3, random_state=inputs.seed).fit(train)
@@ -81,19 +89,33 @@ def data_copying(inputs: CheckInputs) -> CheckResult:
     numbers: dict = {"cells": k, "min_synthetic_per_cell": min_syn, "holdout_count": len(kept)}
     stats = []
     for name, space in (("feature", a.feature), ("pixel", a.pixel)):
-        stat, cells, skipped = _cell_average(cell_t, cell_s, space.holdout_baseline,
-                                             space.distances[:, 0], k, min_syn)
-        numbers[name] = {"z_u": stat,
-                         "z_u_global": z_u(space.holdout_baseline, space.distances[:, 0]),
-                         "cells_used": len(cells), "cells_skipped": skipped, "per_cell": cells}
+        stat, cells, skipped = _cell_average(
+            cell_t, cell_s, space.holdout_baseline, space.distances[:, 0], k, min_syn
+        )
+        numbers[name] = {
+            "z_u": stat,
+            "z_u_global": z_u(space.holdout_baseline, space.distances[:, 0]),
+            "cells_used": len(cells),
+            "cells_skipped": skipped,
+            "per_cell": cells,
+        }
         if stat is not None:
             stats.append(stat)
     if not stats:
-        return CheckResult(name="data_copying", kind="privacy", passed=False, thresholds=limits,
-                           numbers=numbers,
-                           note=f"no cell holds {min_syn}+ synthetic images: cannot test")
+        return CheckResult(
+            name="data_copying",
+            kind="privacy",
+            passed=False,
+            thresholds=limits,
+            numbers=numbers,
+            note=f"no cell holds {min_syn}+ synthetic images: cannot test",
+        )
     numbers["z_u"] = min(stats)
     return CheckResult(
-        name="data_copying", kind="privacy", passed=min(stats) >= t.data_copying_z,
-        thresholds=limits, numbers=numbers,
-        note=f"cell-averaged Z_U = {min(stats):.2f} (< {t.data_copying_z} means data-copying)")
+        name="data_copying",
+        kind="privacy",
+        passed=min(stats) >= t.data_copying_z,
+        thresholds=limits,
+        numbers=numbers,
+        note=f"cell-averaged Z_U = {min(stats):.2f} (< {t.data_copying_z} means data-copying)",
+    )

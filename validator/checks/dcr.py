@@ -36,9 +36,15 @@ import numpy as np
 from PIL import Image
 
 from validator.checks import CheckInputs, CheckResult, register
-from validator.checks.calibration import (EXACT, benjamini_hochberg, clopper_pearson,
-                                          combine_spaces, conformal_p, leave_one_out_p,
-                                          tail_exponent)
+from validator.checks.calibration import (
+    EXACT,
+    benjamini_hochberg,
+    clopper_pearson,
+    combine_spaces,
+    conformal_p,
+    leave_one_out_p,
+    tail_exponent,
+)
 from validator.checks.real_baseline import RealSets, real_sets
 from validator.neighbours import nearest
 
@@ -56,7 +62,7 @@ def pixel_vectors(images: np.ndarray, size: int, zoom: float = 1.0) -> np.ndarra
         side = img.shape[0]
         crop = max(1, round(side * zoom))
         off = (side - crop) // 2
-        pil = Image.fromarray(img[off:off + crop, off:off + crop])
+        pil = Image.fromarray(img[off : off + crop, off : off + crop])
         v = np.asarray(pil.resize((size, size), Image.Resampling.BOX), dtype=np.float32)
         out[i] = v.reshape(-1) - v.mean()
     return out
@@ -76,18 +82,18 @@ def pixel_views(images: np.ndarray, size: int, zooms, vertical: bool) -> list[np
 
 @dataclass
 class SpaceDCR:
-    distances: np.ndarray        # [Ns, K] synthetic -> training, ascending
-    indices: np.ndarray          # [Ns, K] into the training set
+    distances: np.ndarray  # [Ns, K] synthetic -> training, ascending
+    indices: np.ndarray  # [Ns, K] into the training set
     to_holdout: np.ndarray | None  # [Ns] synthetic -> nearest kept held-out image
-    holdout_baseline: np.ndarray   # [Nh kept] held-out -> training (empty without holdout)
-    holdout_nearest: np.ndarray    # [Nh kept] index of that training image
-    loo: np.ndarray              # [Nl] leave-one-out training -> rest (other lesions)
-    loo_nearest: np.ndarray      # [Nl] index of that training image
-    baseline: np.ndarray         # holdout_baseline (or loo without a held-out set)
-    tail_k: float                # power-law exponent of the lower tail (holdout + loo)
-    p: np.ndarray                # [Ns] per-image p-value in this space
-    real_p: np.ndarray           # leave-one-out p-values of the baseline images
-    loo_p: np.ndarray            # [Nl] p-values of the leave-one-out training images
+    holdout_baseline: np.ndarray  # [Nh kept] held-out -> training (empty without holdout)
+    holdout_nearest: np.ndarray  # [Nh kept] index of that training image
+    loo: np.ndarray  # [Nl] leave-one-out training -> rest (other lesions)
+    loo_nearest: np.ndarray  # [Nl] index of that training image
+    baseline: np.ndarray  # holdout_baseline (or loo without a held-out set)
+    tail_k: float  # power-law exponent of the lower tail (holdout + loo)
+    p: np.ndarray  # [Ns] per-image p-value in this space
+    real_p: np.ndarray  # leave-one-out p-values of the baseline images
+    loo_p: np.ndarray  # [Nl] p-values of the leave-one-out training images
 
     @property
     def exact(self) -> np.ndarray:
@@ -96,16 +102,16 @@ class SpaceDCR:
 
 @dataclass
 class DCRAnalysis:
-    baseline_kind: str           # "holdout" | "leave-one-out"
+    baseline_kind: str  # "holdout" | "leave-one-out"
     sets: RealSets
     feature: SpaceDCR
     pixel: SpaceDCR
-    p: np.ndarray                # [Ns] combined over spaces (Bonferroni)
-    flagged: np.ndarray          # bool [Ns]: BH at dcr_fdr, or an exact copy
-    cutoff: float                # largest combined p flagged by BH (0: none)
-    real_p: np.ndarray           # combined leave-one-out p of the baseline images
-    real_flagged: np.ndarray     # bool: BH over the baseline images (real-vs-real flags)
-    loo_flagged: np.ndarray      # bool [Nl]: BH over the leave-one-out training images
+    p: np.ndarray  # [Ns] combined over spaces (Bonferroni)
+    flagged: np.ndarray  # bool [Ns]: BH at dcr_fdr, or an exact copy
+    cutoff: float  # largest combined p flagged by BH (0: none)
+    real_p: np.ndarray  # combined leave-one-out p of the baseline images
+    real_flagged: np.ndarray  # bool: BH over the baseline images (real-vs-real flags)
+    loo_flagged: np.ndarray  # bool [Nl]: BH over the leave-one-out training images
 
     @property
     def holdout_baseline(self) -> bool:
@@ -147,12 +153,17 @@ def analyse(inputs: CheckInputs) -> DCRAnalysis:
     """Nearest training images of every synthetic image in both spaces, the real baseline and
     the calibrated flags (memoized: shared with the NNDR, holdout-share and data-copying
     checks)."""
+
     def compute() -> DCRAnalysis:
         t = inputs.thresholds
         has_h = inputs.holdout is not None
-        sets = real_sets(inputs.real_paths, inputs.real_pixels,
-                         inputs.holdout_paths if has_h else None,
-                         inputs.holdout_pixels if has_h else None, inputs.seed)
+        sets = real_sets(
+            inputs.real_paths,
+            inputs.real_pixels,
+            inputs.holdout_paths if has_h else None,
+            inputs.holdout_pixels if has_h else None,
+            inputs.seed,
+        )
         kept, members = sets.holdout_kept, sets.loo_members
         size, zooms, vert = t.dcr_pixel_size, t.dcr_zooms, t.dcr_vertical_mirror
         train_views = pixel_views(inputs.real_pixels, size, zooms, vert)
@@ -171,9 +182,19 @@ def analyse(inputs: CheckInputs) -> DCRAnalysis:
         flagged |= feat.exact | pix.exact
         real_p = combine_spaces(feat.real_p, pix.real_p)
         kind = "holdout" if feat.baseline is feat.holdout_baseline else "leave-one-out"
-        return DCRAnalysis(kind, sets, feat, pix, p, flagged, cutoff, real_p,
-                           benjamini_hochberg(real_p, t.dcr_fdr),
-                           benjamini_hochberg(combine_spaces(feat.loo_p, pix.loo_p), t.dcr_fdr))
+        return DCRAnalysis(
+            kind,
+            sets,
+            feat,
+            pix,
+            p,
+            flagged,
+            cutoff,
+            real_p,
+            benjamini_hochberg(real_p, t.dcr_fdr),
+            benjamini_hochberg(combine_spaces(feat.loo_p, pix.loo_p), t.dcr_fdr),
+        )
+
     return inputs.memo("dcr", compute)
 
 
@@ -182,19 +203,26 @@ def flagged_items(inputs: CheckInputs, a: DCRAnalysis) -> list[dict]:
     items = []
     spaces = a.spaces()
     for i in np.flatnonzero(a.flagged):
-        hit = [n for n, s in spaces.items()
-               if s.exact[i] or len(spaces) * s.p[i] <= max(a.cutoff, EXACT)]
+        hit = [
+            n
+            for n, s in spaces.items()
+            if s.exact[i] or len(spaces) * s.p[i] <= max(a.cutoff, EXACT)
+        ]
         lead = a.pixel if "pixel" in hit else a.feature
-        items.append({
-            "synthetic": inputs.synthetic_paths[i], "index": int(i), "spaces": hit,
-            "p_value": float(a.p[i]),
-            "feature_distance": float(a.feature.distances[i, 0]),
-            "pixel_distance": float(a.pixel.distances[i, 0]),
-            "nearest_real": [inputs.real_paths[j] for j in lead.indices[i]],
-            "nearest_real_indices": [int(j) for j in lead.indices[i]],
-            "nearest_distances": [float(d) for d in lead.distances[i]],
-            "score": float(a.p[i]),
-        })
+        items.append(
+            {
+                "synthetic": inputs.synthetic_paths[i],
+                "index": int(i),
+                "spaces": hit,
+                "p_value": float(a.p[i]),
+                "feature_distance": float(a.feature.distances[i, 0]),
+                "pixel_distance": float(a.pixel.distances[i, 0]),
+                "nearest_real": [inputs.real_paths[j] for j in lead.indices[i]],
+                "nearest_real_indices": [int(j) for j in lead.indices[i]],
+                "nearest_distances": [float(d) for d in lead.distances[i]],
+                "score": float(a.p[i]),
+            }
+        )
     return sorted(items, key=lambda item: item["score"])
 
 
@@ -203,19 +231,32 @@ def real_near_duplicates(inputs: CheckInputs, a: DCRAnalysis, limit: int = 20) -
     images left out for sharing a lesion or pixels with a training image, and real images the
     procedure flags against the rest of the real data (other images of one lesion without
     metadata saying so, re-encoded copies)."""
-    out = [{"real": e["holdout"], "nearest_real": e["train"], "reason": e["reason"]}
-           for e in a.sets.holdout_excluded]
+    out = [
+        {"real": e["holdout"], "nearest_real": e["train"], "reason": e["reason"]}
+        for e in a.sets.holdout_excluded
+    ]
     kept, members = a.sets.holdout_kept, a.sets.loo_members
     found = [(inputs.real_paths[members[j]], "loo", j) for j in np.flatnonzero(a.loo_flagged)]
     if a.holdout_baseline:
-        found = [(inputs.holdout_paths[kept[j]], "holdout", j)
-                 for j in np.flatnonzero(a.real_flagged)] + found
+        found = [
+            (inputs.holdout_paths[kept[j]], "holdout", j) for j in np.flatnonzero(a.real_flagged)
+        ] + found
     for path, where, j in found:
-        pix, feat = ((s.holdout_baseline, s.holdout_nearest) if where == "holdout"
-                     else (s.loo, s.loo_nearest) for s in (a.pixel, a.feature))
-        out.append({"real": path, "nearest_real": inputs.real_paths[pix[1][j]],
-                    "reason": "closer to a training image than the real baseline explains",
-                    "pixel_distance": float(pix[0][j]), "feature_distance": float(feat[0][j])})
+        pix, feat = (
+            (s.holdout_baseline, s.holdout_nearest)
+            if where == "holdout"
+            else (s.loo, s.loo_nearest)
+            for s in (a.pixel, a.feature)
+        )
+        out.append(
+            {
+                "real": path,
+                "nearest_real": inputs.real_paths[pix[1][j]],
+                "reason": "closer to a training image than the real baseline explains",
+                "pixel_distance": float(pix[0][j]),
+                "feature_distance": float(feat[0][j]),
+            }
+        )
     return out[:limit] + ([{"more": len(out) - limit}] if len(out) > limit else [])
 
 
@@ -225,11 +266,14 @@ def _rate(k: int, n: int) -> dict:
 
 
 def _summary(s: SpaceDCR, alpha: float) -> dict:
-    return {"tail_exponent": s.tail_k, "close": int(np.sum(2 * s.p <= alpha)),
-            "synthetic_min": float(s.distances[:, 0].min()),
-            "synthetic_median": float(np.median(s.distances[:, 0])),
-            "baseline_min": float(s.baseline.min()) if len(s.baseline) else None,
-            "baseline_median": float(np.median(s.baseline)) if len(s.baseline) else None}
+    return {
+        "tail_exponent": s.tail_k,
+        "close": int(np.sum(2 * s.p <= alpha)),
+        "synthetic_min": float(s.distances[:, 0].min()),
+        "synthetic_median": float(np.median(s.distances[:, 0])),
+        "baseline_min": float(s.baseline.min()) if len(s.baseline) else None,
+        "baseline_median": float(np.median(s.baseline)) if len(s.baseline) else None,
+    }
 
 
 @register("dcr", "privacy")
@@ -240,38 +284,58 @@ def dcr(inputs: CheckInputs) -> CheckResult:
     n, n_real = len(a.flagged), len(a.real_p)
     if n_real < MIN_BASELINE:
         return CheckResult(
-            name="dcr", kind="privacy", passed=False, applicable=False,
+            name="dcr",
+            kind="privacy",
+            passed=False,
+            applicable=False,
             numbers={"baseline": a.baseline_kind, "baseline_count": n_real},
             note=f"cannot test: {n_real} real baseline images, needs {MIN_BASELINE} (held-out "
-                 "images of lesions not in the training set, or training images)")
+            "images of lesions not in the training set, or training images)",
+        )
     fraction = float(a.flagged.mean())
     items = flagged_items(inputs, a)
     dups = real_near_duplicates(inputs, a)
     warnings = []
     if a.sets.holdout_excluded:
-        warnings.append(f"{len(a.sets.holdout_excluded)} held-out image(s) share a "
-                        f"{a.sets.grouping or 'pixel content'} with the training set: left "
-                        "out of the baseline (they are not unseen)")
+        warnings.append(
+            f"{len(a.sets.holdout_excluded)} held-out image(s) share a "
+            f"{a.sets.grouping or 'pixel content'} with the training set: left "
+            "out of the baseline (they are not unseen)"
+        )
     return CheckResult(
-        name="dcr", kind="privacy", passed=fraction <= t.dcr_max_flagged_fraction,
-        thresholds={"dcr_fdr": t.dcr_fdr, "dcr_quantile": t.dcr_quantile,
-                    "dcr_max_flagged_fraction": t.dcr_max_flagged_fraction},
-        numbers={"baseline": a.baseline_kind, "baseline_count": n_real,
-                 "holdout_in_baseline": int(len(a.sets.holdout_kept)),
-                 "holdout_excluded": len(a.sets.holdout_excluded),
-                 "grouping": a.sets.grouping, "synthetic_count": n,
-                 "flagged": int(a.flagged.sum()), "flagged_fraction": fraction,
-                 "synthetic_flags": _rate(int(a.flagged.sum()), n),
-                 "real_vs_real_flags": _rate(int(a.real_flagged.sum()), n_real),
-                 "synthetic_close": _rate(int(np.sum(a.p <= t.dcr_quantile)), n),
-                 "real_vs_real_close": _rate(int(np.sum(a.real_p <= t.dcr_quantile)), n_real),
-                 "feature_space": _summary(a.feature, t.dcr_quantile),
-                 "pixel_space": _summary(a.pixel, t.dcr_quantile),
-                 "real_near_duplicates": dups, "warnings": warnings},
+        name="dcr",
+        kind="privacy",
+        passed=fraction <= t.dcr_max_flagged_fraction,
+        thresholds={
+            "dcr_fdr": t.dcr_fdr,
+            "dcr_quantile": t.dcr_quantile,
+            "dcr_max_flagged_fraction": t.dcr_max_flagged_fraction,
+        },
+        numbers={
+            "baseline": a.baseline_kind,
+            "baseline_count": n_real,
+            "holdout_in_baseline": int(len(a.sets.holdout_kept)),
+            "holdout_excluded": len(a.sets.holdout_excluded),
+            "grouping": a.sets.grouping,
+            "synthetic_count": n,
+            "flagged": int(a.flagged.sum()),
+            "flagged_fraction": fraction,
+            "synthetic_flags": _rate(int(a.flagged.sum()), n),
+            "real_vs_real_flags": _rate(int(a.real_flagged.sum()), n_real),
+            "synthetic_close": _rate(int(np.sum(a.p <= t.dcr_quantile)), n),
+            "real_vs_real_close": _rate(int(np.sum(a.real_p <= t.dcr_quantile)), n_real),
+            "feature_space": _summary(a.feature, t.dcr_quantile),
+            "pixel_space": _summary(a.pixel, t.dcr_quantile),
+            "real_near_duplicates": dups,
+            "warnings": warnings,
+        },
         flagged=items[:MAX_LISTED],
-        note=(f"{int(a.flagged.sum())} of {n} synthetic images flagged (p-values against "
-              f"{n_real} real {a.baseline_kind} baseline images, BH at FDR {t.dcr_fdr}); "
-              f"real vs real: {int(a.real_flagged.sum())} of {n_real} flagged; "
-              f"p <= {t.dcr_quantile}: synthetic {np.mean(a.p <= t.dcr_quantile):.1%}, "
-              f"real {np.mean(a.real_p <= t.dcr_quantile):.1%}"
-              + (f" (first {MAX_LISTED} listed)" if len(items) > MAX_LISTED else "")))
+        note=(
+            f"{int(a.flagged.sum())} of {n} synthetic images flagged (p-values against "
+            f"{n_real} real {a.baseline_kind} baseline images, BH at FDR {t.dcr_fdr}); "
+            f"real vs real: {int(a.real_flagged.sum())} of {n_real} flagged; "
+            f"p <= {t.dcr_quantile}: synthetic {np.mean(a.p <= t.dcr_quantile):.1%}, "
+            f"real {np.mean(a.real_p <= t.dcr_quantile):.1%}"
+            + (f" (first {MAX_LISTED} listed)" if len(items) > MAX_LISTED else "")
+        ),
+    )

@@ -52,8 +52,11 @@ def fid(inputs: CheckInputs) -> CheckResult:
     """Fréchet Inception(-style) Distance on Xception features (Heusel et al. 2017)."""
     limit = inputs.thresholds.fid_max
     value = frechet_distance(inputs.real, inputs.synthetic)
-    return CheckResult(name="fid", kind="quality",
-                       passed=limit is None or value <= limit, thresholds={"fid_max": limit},
-                       numbers={"fid": value, "real": len(inputs.real),
-                                "synthetic": len(inputs.synthetic)},
-                       note="report only (no fid_max)" if limit is None else "")
+    return CheckResult(
+        name="fid",
+        kind="quality",
+        passed=limit is None or value <= limit,
+        thresholds={"fid_max": limit},
+        numbers={"fid": value, "real": len(inputs.real), "synthetic": len(inputs.synthetic)},
+        note="report only (no fid_max)" if limit is None else "",
+    )

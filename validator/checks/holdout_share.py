@@ -18,7 +18,7 @@ s (level ``holdout_share_alpha``, Bonferroni over the feature and pixel spaces o
 margin absorbs what the binomial interval does not: given the two real sets, the share a
 memorisation-free generator reaches is not exactly p0 (some real images attract more of the
 space than others), which varies between splits; see the calibration in
-validator/config.py and bench/privacy_calibration.py. Held-out images sharing a lesion with the
+validator/thresholds.py and bench/privacy_calibration.py. Held-out images sharing a lesion with the
 training set are left out (:mod:`validator.checks.real_baseline`). Beside it: the same share for
 the held-out images themselves (nearest training image vs nearest other held-out image), the
 real-vs-real value.
@@ -54,8 +54,9 @@ def _real_share(inputs: CheckInputs, space: str, kept, to_train) -> float | None
         q = ref = inputs.holdout[kept]
     else:
         q = pixel_vectors(inputs.holdout_pixels[kept], t.dcr_pixel_size)
-        ref = pixel_views(inputs.holdout_pixels[kept], t.dcr_pixel_size, t.dcr_zooms,
-                          t.dcr_vertical_mirror)
+        ref = pixel_views(
+            inputs.holdout_pixels[kept], t.dcr_pixel_size, t.dcr_zooms, t.dcr_vertical_mirror
+        )
     to_other = nearest(q, ref, 1, exclude_self=True)[0][:, 0]
     share = _closer(to_train, to_other) / len(kept)
     return equal_size_share(share, len(inputs.real), len(kept) - 1)
@@ -65,43 +66,65 @@ def _real_share(inputs: CheckInputs, space: str, kept, to_train) -> float | None
 def holdout_share(inputs: CheckInputs) -> CheckResult:
     """Platzer & Reutterer 2021: share of synthetic images nearer to training than held-out."""
     t = inputs.thresholds
-    limits = {"holdout_share_alpha": t.holdout_share_alpha,
-              "holdout_share_margin": t.holdout_share_margin}
+    limits = {
+        "holdout_share_alpha": t.holdout_share_alpha,
+        "holdout_share_margin": t.holdout_share_margin,
+    }
     if inputs.holdout is None:
-        return CheckResult(name="holdout_share", kind="privacy", passed=not t.require_holdout,
-                           applicable=False,
-                           thresholds={**limits, "require_holdout": t.require_holdout},
-                           note="not applicable: no held-out real set (--holdout)")
+        return CheckResult(
+            name="holdout_share",
+            kind="privacy",
+            passed=not t.require_holdout,
+            applicable=False,
+            thresholds={**limits, "require_holdout": t.require_holdout},
+            note="not applicable: no held-out real set (--holdout)",
+        )
     a = analyse(inputs)
     kept = a.sets.holdout_kept
     n_t, n_h, n_s = len(inputs.real), len(kept), len(inputs.synthetic)
     if n_h < MIN_HOLDOUT:
-        return CheckResult(name="holdout_share", kind="privacy", passed=not t.require_holdout,
-                           applicable=False,
-                           thresholds={**limits, "require_holdout": t.require_holdout},
-                           numbers={"holdout_in_baseline": n_h},
-                           note=f"not applicable: {n_h} held-out images of lesions not in the "
-                                f"training set, needs {MIN_HOLDOUT}")
+        return CheckResult(
+            name="holdout_share",
+            kind="privacy",
+            passed=not t.require_holdout,
+            applicable=False,
+            thresholds={**limits, "require_holdout": t.require_holdout},
+            numbers={"holdout_in_baseline": n_h},
+            note=f"not applicable: {n_h} held-out images of lesions not in the "
+            f"training set, needs {MIN_HOLDOUT}",
+        )
     spaces = a.spaces()
     level = t.holdout_share_alpha / len(spaces)
-    numbers: dict = {"train_count": n_t, "holdout_count": n_h, "synthetic_count": n_s,
-                     "no_memorisation_share": n_t / (n_t + n_h)}
+    numbers: dict = {
+        "train_count": n_t,
+        "holdout_count": n_h,
+        "synthetic_count": n_s,
+        "no_memorisation_share": n_t / (n_t + n_h),
+    }
     worst = -1.0
     for name, s in spaces.items():
         closer = _closer(s.distances[:, 0], s.to_holdout)
         share = closer / n_s
         lo = equal_size_share(lower_bound(closer, n_s, level), n_t, n_h)
         worst = max(worst, lo)
-        numbers[name] = {"share": share, "share_equal_size": equal_size_share(share, n_t, n_h),
-                         "share_equal_size_lower": lo,
-                         "real_vs_real_equal_size": _real_share(inputs, name, kept,
-                                                                s.holdout_baseline)}
+        numbers[name] = {
+            "share": share,
+            "share_equal_size": equal_size_share(share, n_t, n_h),
+            "share_equal_size_lower": lo,
+            "real_vs_real_equal_size": _real_share(inputs, name, kept, s.holdout_baseline),
+        }
     numbers["share_equal_size_lower"] = worst
     limit = 0.5 + t.holdout_share_margin
     return CheckResult(
-        name="holdout_share", kind="privacy", passed=worst <= limit, thresholds=limits,
+        name="holdout_share",
+        kind="privacy",
+        passed=worst <= limit,
+        thresholds=limits,
         numbers=numbers,
-        note=(f"size-adjusted share of synthetic images nearer to a training than to a held-out "
-              f"image: lower {1 - level:.1%} bound {worst:.3f} (no memorisation: 0.5; fails "
-              f"above {limit:.2f}); feature {numbers['feature']['share_equal_size']:.3f}, pixel "
-              f"{numbers['pixel']['share_equal_size']:.3f}"))
+        note=(
+            f"size-adjusted share of synthetic images nearer to a training than to a held-out "
+            f"image: lower {1 - level:.1%} bound {worst:.3f} (no memorisation: 0.5; fails "
+            f"above {limit:.2f}); feature {numbers['feature']['share_equal_size']:.3f}, pixel "
+            f"{numbers['pixel']['share_equal_size']:.3f}"
+        ),
+    )

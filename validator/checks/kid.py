@@ -14,8 +14,9 @@ import numpy as np
 from validator.checks import CheckInputs, CheckResult, register
 
 
-def kid_subsets(real: np.ndarray, syn: np.ndarray, subset_size: int = 1000,
-                subsets: int = 100, seed: int = 0) -> np.ndarray:
+def kid_subsets(
+    real: np.ndarray, syn: np.ndarray, subset_size: int = 1000, subsets: int = 100, seed: int = 0
+) -> np.ndarray:
     rng = np.random.default_rng(seed)
     real, syn = np.asarray(real, np.float64), np.asarray(syn, np.float64)
     d = real.shape[1]
@@ -36,14 +37,20 @@ def kid_subsets(real: np.ndarray, syn: np.ndarray, subset_size: int = 1000,
 def kid(inputs: CheckInputs) -> CheckResult:
     """Kernel Inception(-style) Distance, unbiased cubic-kernel MMD² (Bińkowski et al. 2018)."""
     t = inputs.thresholds
-    values = kid_subsets(inputs.real, inputs.synthetic, t.kid_subset_size, t.kid_subsets,
-                         inputs.seed)
+    values = kid_subsets(
+        inputs.real, inputs.synthetic, t.kid_subset_size, t.kid_subsets, inputs.seed
+    )
     value = float(values.mean())
-    return CheckResult(name="kid", kind="quality",
-                       passed=t.kid_max is None or value <= t.kid_max,
-                       thresholds={"kid_max": t.kid_max},
-                       numbers={"kid": value, "kid_std": float(values.std()),
-                                "subset_size": min(t.kid_subset_size, len(inputs.real),
-                                                   len(inputs.synthetic)),
-                                "subsets": t.kid_subsets},
-                       note="report only (no kid_max)" if t.kid_max is None else "")
+    return CheckResult(
+        name="kid",
+        kind="quality",
+        passed=t.kid_max is None or value <= t.kid_max,
+        thresholds={"kid_max": t.kid_max},
+        numbers={
+            "kid": value,
+            "kid_std": float(values.std()),
+            "subset_size": min(t.kid_subset_size, len(inputs.real), len(inputs.synthetic)),
+            "subsets": t.kid_subsets,
+        },
+        note="report only (no kid_max)" if t.kid_max is None else "",
+    )

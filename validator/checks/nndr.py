@@ -24,21 +24,35 @@ def nndr(inputs: CheckInputs) -> CheckResult:
     a = analyse(inputs)
     spaces = {"feature": a.feature, "pixel": a.pixel}
     if a.feature.distances.shape[1] < 2:
-        return CheckResult(name="nndr", kind="privacy", passed=True, applicable=False,
-                           thresholds={"nndr_max_ratio": limit},
-                           note="needs at least two real images")
+        return CheckResult(
+            name="nndr",
+            kind="privacy",
+            passed=True,
+            applicable=False,
+            thresholds={"nndr_max_ratio": limit},
+            note="needs at least two real images",
+        )
     copies, ratios = [], []
     for item in flagged_items(inputs, a):
         i = item["index"]
-        ratio = min(float(spaces[s].distances[i, 0] / max(spaces[s].distances[i, 1], 1e-12))
-                    for s in item["spaces"])
+        ratio = min(
+            float(spaces[s].distances[i, 0] / max(spaces[s].distances[i, 1], 1e-12))
+            for s in item["spaces"]
+        )
         ratios.append(ratio)
         if ratio <= limit:
             copies.append({**item, "nndr": ratio})
     return CheckResult(
-        name="nndr", kind="privacy", passed=not copies, thresholds={"nndr_max_ratio": limit},
-        numbers={"flagged_by_dcr": len(ratios), "likely_copies": len(copies),
-                 "ratio_min": float(np.min(ratios)) if ratios else None,
-                 "ratio_median": float(np.median(ratios)) if ratios else None},
+        name="nndr",
+        kind="privacy",
+        passed=not copies,
+        thresholds={"nndr_max_ratio": limit},
+        numbers={
+            "flagged_by_dcr": len(ratios),
+            "likely_copies": len(copies),
+            "ratio_min": float(np.min(ratios)) if ratios else None,
+            "ratio_median": float(np.median(ratios)) if ratios else None,
+        },
         flagged=copies[:200],
-        note=f"{len(copies)} of {len(ratios)} DCR-flagged images have NNDR <= {limit}")
+        note=f"{len(copies)} of {len(ratios)} DCR-flagged images have NNDR <= {limit}",
+    )

@@ -46,9 +46,15 @@ def pixel_c2st(inputs: CheckInputs) -> CheckResult:
     """Classifier two-sample test on colour and texture statistics, no network (Lopez-Paz 2017)."""
     real, synthetic, side = comparison_pixels(inputs)
     pool = _Features(np.concatenate([real, synthetic]))
-    spread = compare_with_spread(cv_auc, pool, len(real),
-                                 repeats=inputs.thresholds.pixel_c2st_splits, seed=inputs.seed)
-    return spread_result("pixel_c2st", spread, decisive=["auc"],
-                         limit=inputs.thresholds.pixel_c2st_max_z,
-                         limit_name="pixel_c2st_max_z", extra={"side_px": side},
-                         what="colour and texture statistics")
+    spread = compare_with_spread(
+        cv_auc, pool, len(real), repeats=inputs.thresholds.pixel_c2st_splits, seed=inputs.seed
+    )
+    return spread_result(
+        "pixel_c2st",
+        spread,
+        decisive=["auc"],
+        limit=inputs.thresholds.pixel_c2st_max_z,
+        limit_name="pixel_c2st_max_z",
+        extra={"side_px": side},
+        what="colour and texture statistics",
+    )

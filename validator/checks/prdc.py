@@ -44,9 +44,22 @@ def prdc(inputs: CheckInputs) -> CheckResult:
     """Precision/recall (Kynkäänniemi 2019) and density/coverage (Naeem 2020), k-NN balls."""
     t = inputs.thresholds
     values = prdc_values(inputs.real, inputs.synthetic, t.prdc_k)
-    limits = {"precision_min": t.precision_min, "recall_min": t.recall_min,
-              "density_min": t.density_min, "coverage_min": t.coverage_min}
-    failed = [name for name, lim in limits.items()
-              if lim is not None and values[name.removesuffix("_min")] < lim]
-    return CheckResult(name="prdc", kind="quality", passed=not failed, thresholds=limits,
-                       numbers=values, note=("below: " + ", ".join(failed)) if failed else "")
+    limits = {
+        "precision_min": t.precision_min,
+        "recall_min": t.recall_min,
+        "density_min": t.density_min,
+        "coverage_min": t.coverage_min,
+    }
+    failed = [
+        name
+        for name, lim in limits.items()
+        if lim is not None and values[name.removesuffix("_min")] < lim
+    ]
+    return CheckResult(
+        name="prdc",
+        kind="quality",
+        passed=not failed,
+        thresholds=limits,
+        numbers=values,
+        note=("below: " + ", ".join(failed)) if failed else "",
+    )

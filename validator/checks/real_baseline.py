@@ -29,13 +29,14 @@ LOO_MAX = 1000  # training images scored leave-one-out (bounds the n_loo x n_tra
 @dataclass
 class RealSets:
     """Which real images form the baseline, and why some held-out images do not."""
-    grouping: str | None            # "lesion_id" | "patient_id" | None
-    train_codes: np.ndarray         # [Nt] group code (lesion or patient, merged with dups)
-    holdout_kept: np.ndarray        # indices into the held-out set
+
+    grouping: str | None  # "lesion_id" | "patient_id" | None
+    train_codes: np.ndarray  # [Nt] group code (lesion or patient, merged with dups)
+    holdout_kept: np.ndarray  # indices into the held-out set
     holdout_excluded: list = field(default_factory=list)  # dicts: holdout, reason, train
     loo_members: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    repeated_groups: int = 0        # training lesions/patients with 2+ images
-    duplicate_images: int = 0       # training images whose pixels equal another's
+    repeated_groups: int = 0  # training lesions/patients with 2+ images
+    duplicate_images: int = 0  # training images whose pixels equal another's
 
 
 def _pixel_keys(pixels: np.ndarray) -> list[str]:
@@ -68,8 +69,11 @@ def real_sets(train_paths, train_pixels, holdout_paths, holdout_pixels, seed: in
     holdout_groups = Groups.read(holdout_paths) if holdout_paths is not None else None
     column = grouping_column(*(g for g in (train_groups, holdout_groups) if g is not None))
     train_col = train_groups.column(column) if column else (None,) * len(train_pixels)
-    hold_col = (holdout_groups.column(column) if column and holdout_groups is not None
-                else (None,) * (0 if holdout_pixels is None else len(holdout_pixels)))
+    hold_col = (
+        holdout_groups.column(column)
+        if column and holdout_groups is not None
+        else (None,) * (0 if holdout_pixels is None else len(holdout_pixels))
+    )
     codes_t, codes_h = group_codes(train_col, hold_col)
     train_keys = _pixel_keys(train_pixels)
     merged = _merge(codes_t, train_keys)
@@ -87,20 +91,38 @@ def real_sets(train_paths, train_pixels, holdout_paths, holdout_pixels, seed: in
         for i, key in enumerate(_pixel_keys(holdout_pixels)):
             same = code_of.get(int(codes_h[i]))
             if same is not None:
-                excluded.append({"holdout": holdout_paths[i], "train": train_paths[same],
-                                 "reason": f"same {column} as a training image"})
+                excluded.append(
+                    {
+                        "holdout": holdout_paths[i],
+                        "train": train_paths[same],
+                        "reason": f"same {column} as a training image",
+                    }
+                )
             elif key in first_of:
-                excluded.append({"holdout": holdout_paths[i],
-                                 "train": train_paths[first_of[key]],
-                                 "reason": "pixels identical to a training image"})
+                excluded.append(
+                    {
+                        "holdout": holdout_paths[i],
+                        "train": train_paths[first_of[key]],
+                        "reason": "pixels identical to a training image",
+                    }
+                )
             else:
                 keep.append(i)
         kept = np.array(keep, dtype=np.int64)
     n = len(train_pixels)
-    members = np.arange(n) if n <= LOO_MAX else \
-        np.sort(np.random.default_rng(seed).choice(n, LOO_MAX, replace=False))
+    members = (
+        np.arange(n)
+        if n <= LOO_MAX
+        else np.sort(np.random.default_rng(seed).choice(n, LOO_MAX, replace=False))
+    )
     # a leave-one-out query needs another group to compare with
     members = members[np.bincount(merged, minlength=merged.max() + 1)[merged[members]] < n]
-    return RealSets(column, merged, kept, excluded, members,
-                    repeated_groups=int(np.sum(np.asarray(sizes) > 1)) if column else 0,
-                    duplicate_images=dups)
+    return RealSets(
+        column,
+        merged,
+        kept,
+        excluded,
+        members,
+        repeated_groups=int(np.sum(np.asarray(sizes) > 1)) if column else 0,
+        duplicate_images=dups,
+    )

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.quality import SwdPool, compare_with_spread, nhoods_for, swd as swd_distance
+from common.quality import SwdPool, compare_with_spread, nhoods_for
+from common.quality import swd as swd_distance
 from validator.checks import CheckInputs, CheckResult, register
 from validator.checks.weight_free import comparison_pixels, spread_result
 
@@ -42,11 +43,19 @@ def swd(inputs: CheckInputs) -> CheckResult:
     real, synthetic, side = comparison_pixels(inputs)
     t = inputs.thresholds
     set_size = min(len(synthetic), len(real) // 2)  # as compare_with_spread will use
-    pool = SwdPool(np.concatenate([real, synthetic]), seed=inputs.seed,
-                   nhoods_per_image=nhoods_for(set_size))
-    spread = compare_with_spread(swd_distance, pool, len(real), repeats=t.swd_splits,
-                                 seed=inputs.seed)
+    pool = SwdPool(
+        np.concatenate([real, synthetic]), seed=inputs.seed, nhoods_per_image=nhoods_for(set_size)
+    )
+    spread = compare_with_spread(
+        swd_distance, pool, len(real), repeats=t.swd_splits, seed=inputs.seed
+    )
     levels = [f"swd_{res}" for res in pool.resolutions]
-    return spread_result("swd", spread, decisive=levels, limit=t.swd_max_z,
-                         limit_name="swd_max_z", extra={"side_px": side},
-                         what="texture or sharpness at the levels named")
+    return spread_result(
+        "swd",
+        spread,
+        decisive=levels,
+        limit=t.swd_max_z,
+        limit_name="swd_max_z",
+        extra={"side_px": side},
+        what="texture or sharpness at the levels named",
+    )

@@ -34,6 +34,7 @@ MAX_HEADERS = 2000  # synthetic files whose size is read to find their resolutio
 
 def _native_side(paths: list[str]) -> int | None:
     from PIL import Image
+
     sides = []
     for path in paths[:MAX_HEADERS]:
         try:
@@ -46,29 +47,52 @@ def _native_side(paths: list[str]) -> int | None:
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
     from PIL import Image
-    return np.stack([np.asarray(Image.fromarray(img).resize((size, size),
-                                                            Image.Resampling.LANCZOS))
-                     for img in images]) if len(images) else images[:, :size, :size]
+
+    return (
+        np.stack(
+            [
+                np.asarray(Image.fromarray(img).resize((size, size), Image.Resampling.LANCZOS))
+                for img in images
+            ]
+        )
+        if len(images)
+        else images[:, :size, :size]
+    )
 
 
 def comparison_pixels(inputs: CheckInputs) -> tuple[np.ndarray, np.ndarray, int]:
     """(real, synthetic, side): uint8 pixels of both sets at the side they are compared at."""
+
     def compute():
         side = inputs.real_pixels.shape[1]
         native = _native_side(inputs.synthetic_paths)
         target = 1 << int(np.floor(np.log2(min(side, native or side))))
         if target < MIN_SIZE:
-            raise ValueError(f"the weight-free checks need images of at least {MIN_SIZE} px "
-                             f"(synthetic: {native} px, pixel size {side})")
+            raise ValueError(
+                f"the weight-free checks need images of at least {MIN_SIZE} px "
+                f"(synthetic: {native} px, pixel size {side})"
+            )
         if target == side:
             return inputs.real_pixels, inputs.synthetic_pixels, side
-        return (_resize(inputs.real_pixels, target), _resize(inputs.synthetic_pixels, target),
-                target)
+        return (
+            _resize(inputs.real_pixels, target),
+            _resize(inputs.synthetic_pixels, target),
+            target,
+        )
+
     return inputs.memo("weight_free_pixels", compute)
 
 
-def spread_result(name: str, spread: Spread, *, decisive: list[str], limit: float | None,
-                  limit_name: str, extra: dict | None = None, what: str = "") -> CheckResult:
+def spread_result(
+    name: str,
+    spread: Spread,
+    *,
+    decisive: list[str],
+    limit: float | None,
+    limit_name: str,
+    extra: dict | None = None,
+    what: str = "",
+) -> CheckResult:
     """The result of a weight-free check: every statistic's value (real vs synthetic) and, for
     each ``decisive`` one, its z-score; ``versus_real`` holds each statistic's real-vs-real
     mean, sd, 95th percentile and maximum beside the value. Fails when a decisive z exceeds
@@ -77,21 +101,38 @@ def spread_result(name: str, spread: Spread, *, decisive: list[str], limit: floa
     zs = {stat: table[stat]["z"] for stat in decisive}
     worst = max(zs, key=zs.get)
     over = [s for s in decisive if limit is not None and zs[s] > limit]
-    numbers = {**spread.value, **{f"z_{s}": z for s, z in zs.items()},
-               "max_z": zs[worst], "set_size": spread.set_size,
-               "splits": len(next(iter(spread.reference.values()))), **(extra or {}),
-               "versus_real": table}
+    numbers = {
+        **spread.value,
+        **{f"z_{s}": z for s, z in zs.items()},
+        "max_z": zs[worst],
+        "set_size": spread.set_size,
+        "splits": len(next(iter(spread.reference.values()))),
+        **(extra or {}),
+        "versus_real": table,
+    }
     if limit is None:
         note = f"report only (no {limit_name}); largest z {zs[worst]:.2f} ({worst})"
     elif over:
         note = "; ".join(
             f"{s} {table[s]['value']:.4g} (real vs real {table[s]['real_vs_real_mean']:.3g} "
             f"+- {table[s]['real_vs_real_sd']:.2g}, max {table[s]['real_vs_real_max']:.3g}; "
-            f"z {zs[s]:.1f} > {limit:g})" for s in over)
-        note += (f": {spread.set_size} synthetic images differ from real ones more than chance "
-                 f"allows" + (f" ({what})" if what else ""))
+            f"z {zs[s]:.1f} > {limit:g})"
+            for s in over
+        )
+        note += (
+            f": {spread.set_size} synthetic images differ from real ones more than chance "
+            f"allows" + (f" ({what})" if what else "")
+        )
     else:
-        note = (f"largest z {zs[worst]:.2f} ({worst}) <= {limit:g}: within what chance gives "
-                f"for {spread.set_size} images")
-    return CheckResult(name=name, kind="quality", passed=not over,
-                       thresholds={limit_name: limit}, numbers=numbers, note=note)
+        note = (
+            f"largest z {zs[worst]:.2f} ({worst}) <= {limit:g}: within what chance gives "
+            f"for {spread.set_size} images"
+        )
+    return CheckResult(
+        name=name,
+        kind="quality",
+        passed=not over,
+        thresholds={limit_name: limit},
+        numbers=numbers,
+        note=note,
+    )

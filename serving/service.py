@@ -21,7 +21,7 @@ from common.call_guard import clip, ended_outcome
 from protos.dermsynth.v1 import generator_pb2_grpc as pb_grpc
 from serving.generation import BatchStream, StreamCancelled
 from serving.metrics import Metrics
-from serving.model import ModelSlot
+from serving.model import ModelHolder
 from serving.model_info import model_info
 from serving.plan import Limits, RequestRejected, plan_request
 
@@ -31,7 +31,7 @@ NO_MODEL = "no model is loaded on this server yet; retry shortly"
 _PRODUCER_JOIN_SECONDS = 30.0  # bound on waiting for one chunk's inference at a stream's end
 
 
-class _StreamSlot:
+class _StreamPermit:
     """One of ``max_streams`` permits, released exactly once (by the RPC's end or its
     termination callback, whichever comes first)."""
 
@@ -48,12 +48,21 @@ class _StreamSlot:
 
 
 class GeneratorServicer(pb_grpc.GeneratorServicer):
-    """Serves the model in ``slot`` within ``limits`` and ``max_streams`` concurrent streams."""
+    """Serves the model in ``holder`` within ``limits`` and ``max_streams`` concurrent streams."""
 
-    def __init__(self, slot: ModelSlot, limits: Limits, *, max_streams: int, encoders: Executor,
-                 prefetch: int, metrics: Metrics, runner: Executor | None = None,
-                 lookahead: int = 1) -> None:
-        self._slot = slot
+    def __init__(
+        self,
+        holder: ModelHolder,
+        limits: Limits,
+        *,
+        max_streams: int,
+        encoders: Executor,
+        prefetch: int,
+        metrics: Metrics,
+        runner: Executor | None = None,
+        lookahead: int = 1,
+    ) -> None:
+        self._holder = holder
         self._limits = limits
         self._streams = threading.BoundedSemaphore(max_streams)
         self._encoders = encoders
@@ -62,28 +71,36 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
         self._runner, self._lookahead = runner, lookahead
 
     def GetModelInfo(self, request, context):
-        model = self._slot.get()
+        model = self._holder.get()
         if model is None:
             context.abort(grpc.StatusCode.UNAVAILABLE, NO_MODEL)
         return model_info(model, self._limits)
 
     def Generate(self, request, context):
         started = time.monotonic()
-        record = {"event": "generate", "peer": context.peer(), "seed": request.seed,
-                  "start_index": request.start_index, "count": request.count,
-                  "batch_size": request.batch_size, "encoding": request.encoding,
-                  "sent": 0, "outcome": "error"}
+        record = {
+            "event": "generate",
+            "peer": context.peer(),
+            "seed": request.seed,
+            "start_index": request.start_index,
+            "count": request.count,
+            "batch_size": request.batch_size,
+            "encoding": request.encoding,
+            "sent": 0,
+            "outcome": "error",
+        }
         try:
-            model = self._slot.get()
+            model = self._holder.get()
             if model is None:
                 record["outcome"] = "unavailable"
                 context.abort(grpc.StatusCode.UNAVAILABLE, NO_MODEL)
             try:
                 plan = plan_request(request, self._limits, model.image_shape)
                 if not self._streams.acquire(blocking=False):
-                    raise RequestRejected(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                          "max concurrent streams reached on this server; "
-                                          "retry later")
+                    raise RequestRejected(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        "max concurrent streams reached on this server; retry later",
+                    )
             except RequestRejected as rejected:
                 record["outcome"] = rejected.code.name.lower()
                 record["reason"] = rejected.message
@@ -96,14 +113,20 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
             log.info(json.dumps(record, sort_keys=True))
 
     def _stream(self, model, plan, context, record):
-        slot = _StreamSlot(self._streams)
-        stream = BatchStream(model, plan, encoders=self._encoders, prefetch=self._prefetch,
-                             on_inference=self._metrics.inference_seconds.observe,
-                             runner=self._runner, lookahead=self._lookahead)
+        permit = _StreamPermit(self._streams)
+        stream = BatchStream(
+            model,
+            plan,
+            encoders=self._encoders,
+            prefetch=self._prefetch,
+            on_inference=self._metrics.inference_seconds.observe,
+            runner=self._runner,
+            lookahead=self._lookahead,
+        )
 
         def on_termination() -> None:  # client cancel, deadline, shutdown, or normal end
             stream.cancel()
-            slot.release()
+            permit.release()
 
         self._metrics.active_streams.inc()
         images = self._metrics.images.labels(plan.encoding_name)
@@ -127,12 +150,14 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
             record["outcome"] = "internal"
             record["reason"] = clip(f"{type(exc).__name__}: {exc}", 300)
             log.exception("generation failed")
-            context.abort(grpc.StatusCode.INTERNAL,
-                          "generation failed on the server (see its log); retry or report it")
+            context.abort(
+                grpc.StatusCode.INTERNAL,
+                "generation failed on the server (see its log); retry or report it",
+            )
         finally:
             stream.cancel()
             # The producer stops before its next chunk; wait for a chunk already running so
             # that a stream counted as ended no longer uses the model.
             stream.join(timeout=_PRODUCER_JOIN_SECONDS)
-            slot.release()
+            permit.release()
             self._metrics.active_streams.dec()

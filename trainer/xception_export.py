@@ -1,13 +1,15 @@
-"""Export Keras' Xception (Chollet 2017) feature extractor to ONNX for the validator.
+"""``python -m trainer export-xception``: Keras' Xception (Chollet 2017) feature extractor to
+ONNX, for the validator.
 
 The validator computes its features with ONNX Runtime only, so it runs where TensorFlow is not
-installed (the serving image). This module is the one place that needs TensorFlow: it builds
+installed (the serving image); the export runs here, on the TensorFlow side. It builds
 ``keras.applications.Xception(include_top=False, pooling="avg")`` (2048-d global-average-pooled
 features), loads ImageNet weights from Keras' cache, a download, or a given ``.h5`` file (or keeps
 random initial weights for tests), and converts it with ``tf2onnx.convert.from_function``
 (``from_keras`` breaks on Keras 3). The ONNX model takes NHWC float32 images already in
-Xception's own input range, ``x / 127.5 - 1`` (see :mod:`validator.features`). The export fails
-unless ONNX Runtime's features match Keras' within 1e-4 of the largest feature.
+Xception's own input range, ``x / 127.5 - 1``: the contract in :mod:`common.feature_model`,
+which the validator reads. The export fails unless ONNX Runtime's features match Keras' within
+1e-4 of the largest feature.
 
 Weights: ``imagenet`` is Keras' cache file ``$KERAS_HOME/models/`` (default ``~/.keras``)
 ``xception_weights_tf_dim_ordering_tf_kernels_notop.h5``, downloaded there where a network
@@ -25,9 +27,10 @@ therefore runs in a child process with the pure-Python protobuf backend
 (``PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python``, where replaced values are freed), which
 peaks near 2 GB and is no slower.
 
-A sidecar ``<name>.json`` records the weights kind (``imagenet``, ``random`` or
-``file:<sha256>``), the input size, the ONNX file's sha256 and the library versions; the
-validator refuses an ONNX file without it and labels random-weight features in every output.
+A sidecar ``<name>.json`` (:class:`common.feature_model.Sidecar`) records the weights kind
+(``imagenet``, ``random`` or ``file:<sha256>``), the input size, the ONNX file's sha256 and the
+library versions; the validator refuses an ONNX file without it and labels random-weight
+features in every output.
 """
 
 from __future__ import annotations
@@ -41,28 +44,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from common.config import atomic_write_bytes, atomic_write_text
+from common.config import atomic_write_bytes
 from common.errors import UserError
+from common.feature_model import INPUT_NAME, MIN_SIZE, OUTPUT_NAME, RANDOM, Sidecar
 from common.hashing import sha256_file
 
 NOTOP_FILE = "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"
-NOTOP_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/xception/"
-             + NOTOP_FILE)
+NOTOP_URL = "https://storage.googleapis.com/tensorflow/keras-applications/xception/" + NOTOP_FILE
 NOTOP_MD5 = "b0042744bf5b25fce3cb969f33bebb97"  # keras.applications.xception's file_hash
-INPUT_NAME = "images"
-OUTPUT_NAME = "features"
-FEATURE_DIM = 2048
-MIN_SIZE = 71
 PARITY_TOLERANCE = 1e-4  # max |ONNX - Keras| / max |Keras| (random weights give features ~1e-4)
 PARITY_IMAGES = 4
 _PURE_PYTHON_PROTOBUF = {"PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
-
-
-def sidecar_path(onnx_path: Path) -> Path:
-    return Path(onnx_path).with_suffix(".json")
 
 
 def keras_cache_file() -> Path:
@@ -83,14 +78,16 @@ def _check_tf() -> None:
         except (ImportError, ValueError):
             found = False
         if not found:
-            raise UserError(f"export-xception needs TensorFlow and tf2onnx (no {name} here); "
-                            "run this in the trainer image")
+            raise UserError(
+                f"export-xception needs TensorFlow and tf2onnx (no {name} here); "
+                "run this in the trainer image"
+            )
 
 
 def _check_args(weights: str, size: int) -> None:
     if size < MIN_SIZE:
         raise UserError(f"--size {size}: Xception needs at least {MIN_SIZE} px")
-    if weights not in ("imagenet", "random") and not Path(weights).is_file():
+    if weights not in ("imagenet", RANDOM) and not Path(weights).is_file():
         raise UserError(f"--weights {weights}: no such file (use imagenet, random or PATH.h5)")
 
 
@@ -108,17 +105,14 @@ def _imagenet_weights() -> Path:
     if cached.is_file():
         return cached
     import keras
+
     try:
         return Path(keras.utils.get_file(NOTOP_FILE, NOTOP_URL, cache_subdir="models"))
     except Exception as exc:  # network refused, DNS, proxy...
-        raise UserError(f"could not download Xception ImageNet weights ({exc.__class__.__name__}: "
-                        f"{exc}); copy {NOTOP_FILE} to {cached} or pass --weights PATH.h5") from exc
-
-
-def build_xception(weights: str, size: int, seed: int = 0):
-    """Keras Xception feature extractor and the weights label for the sidecar."""
-    model, kind, _ = load_xception(weights, size, seed)
-    return model, kind
+        raise UserError(
+            f"could not download Xception ImageNet weights ({exc.__class__.__name__}: "
+            f"{exc}); copy {NOTOP_FILE} to {cached} or pass --weights PATH.h5"
+        ) from exc
 
 
 def load_xception(weights: str, size: int, seed: int = 0):
@@ -127,26 +121,31 @@ def load_xception(weights: str, size: int, seed: int = 0):
     _check_tf()
     _check_args(weights, size)
     import keras
+
     keras.utils.set_random_seed(seed)
-    model = keras.applications.Xception(include_top=False, weights=None, pooling="avg",
-                                        input_shape=(size, size, 3))
-    if weights == "random":
-        return model, "random", None
+    model = keras.applications.Xception(
+        include_top=False, weights=None, pooling="avg", input_shape=(size, size, 3)
+    )
+    if weights == RANDOM:
+        return model, RANDOM, None
     path = _imagenet_weights() if weights == "imagenet" else Path(weights)
     try:
         model.load_weights(str(path))
     except Exception as exc:
         reason = " ".join(str(exc).split())[:300]
-        raise UserError(f"--weights {path}: not loadable as Xception notop weights "
-                        f"({exc.__class__.__name__}: {reason})") from None
+        raise UserError(
+            f"--weights {path}: not loadable as Xception notop weights "
+            f"({exc.__class__.__name__}: {reason})"
+        ) from None
     published = _md5(path) == NOTOP_MD5
     sha = sha256_file(path)
     kind = "imagenet" if weights == "imagenet" or published else f"file:{sha}"
     return model, kind, {"name": path.name, "sha256": sha, "keras_published_file": published}
 
 
-def parity(model, onnx_bytes: bytes, size: int, *, images: int = PARITY_IMAGES,
-           seed: int = 0) -> float:
+def parity(
+    model, onnx_bytes: bytes, size: int, *, images: int = PARITY_IMAGES, seed: int = 0
+) -> float:
     """max |ONNX Runtime - Keras| / max |Keras| on uniform images in [-1, 1]."""
     import numpy as np
     import onnxruntime as ort
@@ -161,8 +160,16 @@ def parity(model, onnx_bytes: bytes, size: int, *, images: int = PARITY_IMAGES,
     return float(np.max(np.abs(got - expected)) / scale)
 
 
-def convert(model, kind: str, size: int, out: Path, *, opset: int = 17,
-            started: float | None = None, weights_file: dict | None = None) -> dict:
+def convert(
+    model,
+    kind: str,
+    size: int,
+    out: Path,
+    *,
+    opset: int = 17,
+    started: float | None = None,
+    weights_file: dict | None = None,
+) -> Sidecar:
     """Convert a Keras Xception feature extractor to ONNX at ``out`` (+ sidecar JSON), after a
     parity check against Keras. In this process: see the module docstring about memory."""
     import keras
@@ -170,6 +177,7 @@ def convert(model, kind: str, size: int, out: Path, *, opset: int = 17,
     import onnxruntime
     import tensorflow as tf
     import tf2onnx
+
     started = time.perf_counter() if started is None else started
     spec = (tf.TensorSpec((None, size, size, 3), tf.float32, name=INPUT_NAME),)
 
@@ -182,42 +190,48 @@ def convert(model, kind: str, size: int, out: Path, *, opset: int = 17,
     del proto
     diff = parity(model, onnx_bytes, size)
     if not diff <= PARITY_TOLERANCE:
-        raise RuntimeError(f"ONNX and Keras features differ by {diff:.3g} (relative) > "
-                           f"{PARITY_TOLERANCE}: not writing {out}")
+        raise RuntimeError(
+            f"ONNX and Keras features differ by {diff:.3g} (relative) > "
+            f"{PARITY_TOLERANCE}: not writing {out}"
+        )
     out = Path(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"--out {out}: cannot create its folder ({exc.strerror})") from None
+    sidecar = Sidecar(
+        weights=kind,
+        weights_file=weights_file,
+        input_size=size,
+        onnx_file=out.name,
+        onnx_sha256=hashlib.sha256(onnx_bytes).hexdigest(),
+        opset=opset,
+        parity_max_rel_diff=diff,
+        versions={
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "tf2onnx": tf2onnx.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__,
+        },
+        export_seconds=round(time.perf_counter() - started, 2),
+        created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
     atomic_write_bytes(out, onnx_bytes)
-    meta = {
-        "format": "dermsynth-xception-features", "format_version": 1,
-        "weights": kind, "weights_file": weights_file, "input_size": size,
-        "input_name": INPUT_NAME, "output_name": OUTPUT_NAME, "feature_dim": FEATURE_DIM,
-        "layout": "NHWC",
-        "preprocessing": "x/127.5-1 (keras.applications.xception.preprocess_input)",
-        "onnx_file": out.name, "onnx_sha256": hashlib.sha256(onnx_bytes).hexdigest(),
-        "opset": opset, "parity_max_rel_diff": diff,
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
-                     "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__,
-                     "onnxruntime": onnxruntime.__version__},
-        "export_seconds": round(time.perf_counter() - started, 2),
-        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-    atomic_write_text(sidecar_path(out), json.dumps(meta, indent=2) + "\n")
-    return meta
+    sidecar.write(out)
+    return sidecar
 
 
-def _export_here(weights: str, size: int, out: Path, opset: int) -> dict:
+def _export_here(weights: str, size: int, out: Path, opset: int) -> Sidecar:
     import logging
+
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)
     started = time.perf_counter()
     model, kind, weights_file = load_xception(weights, size)
-    return convert(model, kind, size, out, opset=opset, started=started,
-                   weights_file=weights_file)
+    return convert(model, kind, size, out, opset=opset, started=started, weights_file=weights_file)
 
 
-def export_xception(weights: str, size: int, out: Path, *, opset: int = 17) -> dict:
+def export_xception(weights: str, size: int, out: Path, *, opset: int = 17) -> Sidecar:
     """Build Xception, convert it to ONNX at ``out`` and write the sidecar JSON; returns it.
 
     Runs the conversion in a child process with pure-Python protobuf (see the module docstring)
@@ -232,22 +246,37 @@ def export_xception(weights: str, size: int, out: Path, *, opset: int = 17) -> d
         result = Path(tmp) / "result.json"
         path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
         proc = subprocess.run(
-            [sys.executable, "-m", "validator.xception_export", "--weights", str(weights),
-             "--size", str(size), "--out", str(out), "--opset", str(opset),
-             "--result", str(result)],
-            env={**os.environ, **_PURE_PYTHON_PROTOBUF, "PYTHONPATH": path}, check=False)
+            [
+                sys.executable,
+                "-m",
+                "trainer.xception_export",
+                "--weights",
+                str(weights),
+                "--size",
+                str(size),
+                "--out",
+                str(out),
+                "--opset",
+                str(opset),
+                "--result",
+                str(result),
+            ],
+            env={**os.environ, **_PURE_PYTHON_PROTOBUF, "PYTHONPATH": path},
+            check=False,
+        )
         answer = json.loads(result.read_text("utf-8")) if result.is_file() else {}
-    if "meta" in answer:
-        return answer["meta"]
+    if "sidecar" in answer:
+        return Sidecar.from_dict(answer["sidecar"])
     if "error" in answer:
         raise UserError(answer["error"])
-    raise RuntimeError(f"the Xception export process failed (exit {proc.returncode}); its "
-                       "output is above")
+    raise RuntimeError(
+        f"the Xception export process failed (exit {proc.returncode}); its output is above"
+    )
 
 
 def _child(argv: list[str] | None = None) -> int:
-    """``python -m validator.xception_export``: the conversion in its own process."""
-    parser = argparse.ArgumentParser(prog="python -m validator.xception_export")
+    """``python -m trainer.xception_export``: the conversion in its own process."""
+    parser = argparse.ArgumentParser(prog="python -m trainer.xception_export")
     parser.add_argument("--weights", required=True)
     parser.add_argument("--size", type=int, required=True)
     parser.add_argument("--out", required=True)
@@ -256,11 +285,13 @@ def _child(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        answer = {"meta": _export_here(args.weights, args.size, Path(args.out), args.opset)}
+        answer = {
+            "sidecar": _export_here(args.weights, args.size, Path(args.out), args.opset).to_dict()
+        }
     except UserError as exc:
         answer = {"error": str(exc)}
     Path(args.result).write_text(json.dumps(answer), encoding="utf-8")
-    return 0 if "meta" in answer else 2
+    return 0 if "sidecar" in answer else 2
 
 
 if __name__ == "__main__":  # pragma: no cover

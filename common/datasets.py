@@ -1,7 +1,6 @@
-"""Reading ISIC image folders: layout detection, verification, metadata filters, resizing.
+"""The data set index: which image files of an ISIC folder are usable, with their labels.
 
-Pure Python + Pillow + NumPy: this module must not import TensorFlow (the validator image
-reuses it without TF). Three layouts are understood:
+Three layouts are understood:
 
 - ``isic-cli``: ``ISIC_*.jpg`` files beside a ``metadata.csv`` with an ``isic_id`` column, as
   written by the ISIC Archive's ``isic image download`` (github.com/ImageMarkup/isic-cli);
@@ -10,27 +9,24 @@ reuses it without TF). Three layouts are understood:
   melanoma == 1; diagnosis melanoma / seborrheic_keratosis / nevus);
 - ``folder``: any folder of ``.jpg/.jpeg/.png/.bmp`` files, searched recursively (no metadata).
 
-Every file is fully decoded once to verify it: unreadable, truncated and non-image files
-become :class:`Skipped` entries with a reason. The data set's fingerprint is
-:func:`common.hashing.fingerprint` over the usable files' sha256 (name- and order-independent).
+:func:`scan` fully decodes every file once to verify it (:func:`common.images.verify`):
+unreadable, truncated and non-image files become :class:`Skipped` entries with a reason. The
+data set's fingerprint is :func:`common.hashing.fingerprint` over the usable files' sha256
+(name- and order-independent). Used by the trainer (``--data``) and the validator (the real
+and holdout sets); pixels are read with :func:`common.images.load_images`.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
-import io
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
-
-import numpy as np
-from PIL import Image, ImageOps
 
 from common.errors import UserError
 from common.hashing import fingerprint as _fingerprint
+from common.images import IMAGE_SUFFIXES, verify
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 LAYOUTS = ("auto", "isic-cli", "isic-challenge", "folder")
 CHALLENGE_COLUMNS = ("image_id", "melanoma", "seborrheic_keratosis")
 
@@ -72,9 +68,13 @@ class _Candidate:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*")
-                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
 def _read_header(path: Path) -> list[str]:
@@ -107,8 +107,10 @@ def detect_layout(root: Path) -> str:
 def _read_rows(path: Path) -> list[dict[str, str]]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            return [{(k or "").strip(): (v or "").strip() for k, v in row.items()}
-                    for row in csv.DictReader(fh)]
+            return [
+                {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+                for row in csv.DictReader(fh)
+            ]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"cannot read {path}: {exc}") from exc
 
@@ -131,10 +133,15 @@ def _isic_cli(root: Path) -> tuple[list[_Candidate], list[Skipped]]:
         listed.add(image_id)
         path = files.get(image_id)
         if path is None:
-            skipped.append(Skipped(root / f"{image_id}.jpg", "listed in metadata.csv, file missing"))
+            skipped.append(
+                Skipped(root / f"{image_id}.jpg", "listed in metadata.csv, file missing")
+            )
             continue
-        candidates.append(_Candidate(path, image_id, row.get("benign_malignant") or None,
-                                     row.get("diagnosis") or None))
+        candidates.append(
+            _Candidate(
+                path, image_id, row.get("benign_malignant") or None, row.get("diagnosis") or None
+            )
+        )
     for stem, path in files.items():
         if stem not in listed:
             skipped.append(Skipped(path, "no row in metadata.csv"))
@@ -145,7 +152,9 @@ def _flag(value: str, column: str, csv_path: Path) -> bool:
     try:
         return float(value) >= 0.5
     except ValueError:
-        raise DataError(f"{csv_path}: column {column!r} has a non-numeric value {value!r}") from None
+        raise DataError(
+            f"{csv_path}: column {column!r} has a non-numeric value {value!r}"
+        ) from None
 
 
 def _isic_challenge(root: Path) -> tuple[list[_Candidate], list[Skipped]]:
@@ -162,47 +171,31 @@ def _isic_challenge(root: Path) -> tuple[list[_Candidate], list[Skipped]]:
         diagnosis = "melanoma" if melanoma else "seborrheic_keratosis" if sk else "nevus"
         path = files.get(image_id)
         if path is None:
-            skipped.append(Skipped(root / f"{image_id}.jpg", f"listed in {csv_path.name}, file missing"))
+            skipped.append(
+                Skipped(root / f"{image_id}.jpg", f"listed in {csv_path.name}, file missing")
+            )
             continue
-        candidates.append(_Candidate(path, image_id, "malignant" if melanoma else "benign",
-                                     diagnosis))
+        candidates.append(
+            _Candidate(path, image_id, "malignant" if melanoma else "benign", diagnosis)
+        )
     return candidates, skipped
 
 
 def _folder(root: Path) -> tuple[list[_Candidate], list[Skipped]]:
-    return [_Candidate(p, p.relative_to(root).with_suffix("").as_posix(), None, None)
-            for p in _image_files(root)], []
+    return [
+        _Candidate(p, p.relative_to(root).with_suffix("").as_posix(), None, None)
+        for p in _image_files(root)
+    ], []
 
 
-def _decode(data: bytes) -> Image.Image:
-    """Fully decode ``data`` (raises on truncated or non-image bytes) into an RGB image."""
-    with Image.open(io.BytesIO(data)) as img:
-        img.load()
-        img = ImageOps.exif_transpose(img)
-        return img.convert("RGB")
-
-
-def _verify(path: Path) -> tuple[str | None, str | None]:
-    """(sha256, None) for a usable image, (None, reason) otherwise."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return None, f"unreadable: {exc.strerror or exc}"
-    if not data:
-        return None, "empty file (0 bytes)"
-    try:
-        img = _decode(data)
-        if img.width < 1 or img.height < 1:
-            return None, "image has no pixels"
-    except Image.DecompressionBombError as exc:
-        return None, f"too large: {exc}"
-    except (OSError, ValueError, SyntaxError) as exc:  # PIL: UnidentifiedImageError is OSError
-        return None, f"not a decodable image: {exc}"
-    return hashlib.sha256(data).hexdigest(), None
-
-
-def scan(root: str | Path, *, benign_malignant: str | None = None, diagnosis: str | None = None,
-         layout: str = "auto", progress: bool = True) -> DatasetIndex:
+def scan(
+    root: str | Path,
+    *,
+    benign_malignant: str | None = None,
+    diagnosis: str | None = None,
+    layout: str = "auto",
+    progress: bool = True,
+) -> DatasetIndex:
     """Index the usable images under ``root`` that match the filters.
 
     Raises DataError for a missing folder, a filter on a layout without metadata, malformed
@@ -222,65 +215,53 @@ def scan(root: str | Path, *, benign_malignant: str | None = None, diagnosis: st
     if layout == "isic-challenge" and _challenge_csv(root) is None:
         raise DataError(f"{root} has no CSV with columns {', '.join(CHALLENGE_COLUMNS)}")
     if layout == "folder" and (benign_malignant or diagnosis):
-        raise DataError(f"{root} is a plain image folder without metadata: "
-                        "--benign-malignant/--diagnosis filters need the isic-cli or "
-                        "isic-challenge layout")
+        raise DataError(
+            f"{root} is a plain image folder without metadata: "
+            "--benign-malignant/--diagnosis filters need the isic-cli or "
+            "isic-challenge layout"
+        )
     reader = {"isic-cli": _isic_cli, "isic-challenge": _isic_challenge, "folder": _folder}[layout]
     candidates, skipped = reader(root)
-    kept = [c for c in candidates
-            if (benign_malignant is None or c.benign_malignant == benign_malignant)
-            and (diagnosis is None or c.diagnosis == diagnosis)]
+    kept = [
+        c
+        for c in candidates
+        if (benign_malignant is None or c.benign_malignant == benign_malignant)
+        and (diagnosis is None or c.diagnosis == diagnosis)
+    ]
     filtered_out = len(candidates) - len(kept)
     records: list[ImageRecord] = []
     from tqdm import tqdm
+
     for cand in tqdm(kept, desc="checking images", unit="img", disable=not progress):
-        sha, reason = _verify(cand.path)
+        sha, reason = verify(cand.path)
         if sha is None:
             skipped.append(Skipped(cand.path, reason or "unusable"))
             continue
-        records.append(ImageRecord(cand.path, cand.image_id, sha, cand.benign_malignant,
-                                   cand.diagnosis))
+        records.append(
+            ImageRecord(cand.path, cand.image_id, sha, cand.benign_malignant, cand.diagnosis)
+        )
     if not records:
-        filters = ", ".join(f"{k}={v}" for k, v in (("benign_malignant", benign_malignant),
-                                                     ("diagnosis", diagnosis)) if v)
+        filters = ", ".join(
+            f"{k}={v}"
+            for k, v in (("benign_malignant", benign_malignant), ("diagnosis", diagnosis))
+            if v
+        )
         reasons = _summarise(skipped)
         raise DataError(
             f"no usable images in {root} (layout {layout}): {len(candidates)} found, "
             f"{filtered_out} filtered out{' by ' + filters if filters else ''}, "
-            f"{len(skipped)} skipped{': ' + reasons if reasons else ''}")
-    return DatasetIndex(root=root, layout=layout, records=tuple(records),
-                        skipped=tuple(skipped),
-                        fingerprint=_fingerprint(r.sha256 for r in records))
+            f"{len(skipped)} skipped{': ' + reasons if reasons else ''}"
+        )
+    return DatasetIndex(
+        root=root,
+        layout=layout,
+        records=tuple(records),
+        skipped=tuple(skipped),
+        fingerprint=_fingerprint(r.sha256 for r in records),
+    )
 
 
 def _summarise(skipped: Sequence[Skipped], limit: int = 3) -> str:
     shown = "; ".join(f"{s.path.name}: {s.reason}" for s in skipped[:limit])
     more = len(skipped) - limit
     return shown + (f"; and {more} more" if more > 0 else "")
-
-
-def load_square(path: str | Path, size: int) -> np.ndarray:
-    """uint8 [size, size, 3] RGB: centre crop to a square, then Lanczos resize."""
-    img = _decode(Path(path).read_bytes())
-    side = min(img.width, img.height)
-    left, top = (img.width - side) // 2, (img.height - side) // 2
-    img = img.crop((left, top, left + side, top + side))
-    if side != size:
-        img = img.resize((size, size), Image.Resampling.LANCZOS)
-    return np.asarray(img, dtype=np.uint8)
-
-
-def load_images(records: Sequence[ImageRecord] | Sequence[Path], size: int, *,
-                progress: bool = True) -> np.ndarray:
-    """uint8 [N, size, size, 3] for ``records`` (ImageRecords or paths), in order."""
-    from tqdm import tqdm
-    out = np.empty((len(records), size, size, 3), dtype=np.uint8)
-    for i, rec in enumerate(tqdm(records, desc=f"loading {size}px", unit="img",
-                                 disable=not progress)):
-        out[i] = load_square(rec.path if isinstance(rec, ImageRecord) else rec, size)
-    return out
-
-
-def to_unit_range(images_uint8: np.ndarray) -> np.ndarray:
-    """float32 in [-1, 1] from uint8 in [0, 255]."""
-    return np.asarray(images_uint8, dtype=np.float32) / 127.5 - 1.0
