@@ -11,7 +11,7 @@ MODEL ?= models/demo
 RESOLUTION ?= 64
 EPOCHS ?= 25
 
-.PHONY: help setup protos check-protos lint format test demo train export serve validate bench base-image images e2e requirements clean
+.PHONY: help setup protos check-protos lint format test demo train export serve validate bench bench-data base-image images e2e requirements clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ bench: $(STAMP)  ## benchmarks: training step, gRPC stream, feature extraction, 
 	$(PY) bench/serve_bench.py
 	$(PY) bench/validator_bench.py
 	$(PY) bench/replicas_bench.py
+
+bench-data: $(STAMP)  ## full-archive scale (~40 min, ~3.5 GB in /tmp): preparation, RSS vs N, first step, validator
+	$(PY) bench/data_bench.py
 
 base-image:  ## build the local debootstrap base image (only where no registry serves python:3.11-slim)
 	bash scripts/build_base_image.sh

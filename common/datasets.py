@@ -9,18 +9,21 @@ Three layouts are understood:
   melanoma == 1; diagnosis melanoma / seborrheic_keratosis / nevus);
 - ``folder``: any folder of ``.jpg/.jpeg/.png/.bmp`` files, searched recursively (no metadata).
 
-:func:`scan` fully decodes every file once to verify it (:func:`common.images.verify`):
-unreadable, truncated and non-image files become :class:`Skipped` entries with a reason. The
+:func:`scan` reads each file once: without a policy it fully decodes it to verify it
+(:func:`common.images.verify`); with ``policy=`` it prepares it instead
+(:func:`common.image_cache.prepare`: sha256, decode and resize from the same bytes).
+Unreadable, truncated and non-image files become :class:`Skipped` entries with a reason. The
 data set's fingerprint is :func:`common.hashing.fingerprint` over the usable files' sha256
 (name- and order-independent). Used by the trainer (``--data``) and the validator (the real
-and holdout sets); pixels are read with :func:`common.images.load_images`.
+and holdout sets); the trainer's pixels come from ``scan(policy=...)``, the validator's from
+:func:`common.images.load_images`.
 """
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.errors import UserError
@@ -57,6 +60,8 @@ class DatasetIndex:
     records: tuple[ImageRecord, ...]
     skipped: tuple[Skipped, ...]
     fingerprint: str
+    # the scan's common.image_cache.Prepared when it ran with a policy (rows == records)
+    prepared: object | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -195,8 +200,18 @@ def scan(
     diagnosis: str | None = None,
     layout: str = "auto",
     progress: bool = True,
+    policy=None,
+    cache=None,
+    workers: int = 0,
+    should_stop=None,
 ) -> DatasetIndex:
     """Index the usable images under ``root`` that match the filters.
+
+    Without ``policy``, each file is verified here (one full decode, serial). With a
+    :class:`common.image_cache.PrepPolicy`, the files are instead prepared once
+    (:func:`common.image_cache.prepare` with ``cache``, ``workers``, ``should_stop``: one read
+    per file gives its sha256, its decodability and its pixels; cache hits decode nothing) and
+    the result is ``index.prepared``, whose usable rows are ``index.records`` in order.
 
     Raises DataError for a missing folder, a filter on a layout without metadata, malformed
     metadata, or when no usable image remains (saying how many were filtered out or skipped).
@@ -230,10 +245,26 @@ def scan(
     ]
     filtered_out = len(candidates) - len(kept)
     records: list[ImageRecord] = []
-    from tqdm import tqdm
+    prepared = None
+    if policy is not None:
+        from common.image_cache import prepare
 
-    for cand in tqdm(kept, desc="checking images", unit="img", disable=not progress):
-        sha, reason = verify(cand.path)
+        prepared = prepare(
+            [c.path for c in kept],
+            policy,
+            cache=cache,
+            workers=workers,
+            progress=progress,
+            should_stop=should_stop,
+        )
+        reasons = dict(prepared.skipped)
+        results = [(sha, reasons.get(c.path)) for c, sha in zip(kept, prepared.sha256)]
+    else:
+        from tqdm import tqdm
+
+        checking = tqdm(kept, desc="checking images", unit="img", disable=not progress)
+        results = [verify(c.path) for c in checking]
+    for cand, (sha, reason) in zip(kept, results):
         if sha is None:
             skipped.append(Skipped(cand.path, reason or "unusable"))
             continue
@@ -258,6 +289,7 @@ def scan(
         records=tuple(records),
         skipped=tuple(skipped),
         fingerprint=_fingerprint(r.sha256 for r in records),
+        prepared=prepared,
     )
 
 

@@ -28,6 +28,8 @@ RESUMABLE_KEYS = frozenset(
         "tensorboard",
         "deterministic",
         "quality_every",
+        "cache_dir",
+        "prep_workers",
     }
 )
 
@@ -159,6 +161,20 @@ class TrainConfig:
         metadata=option(
             "TensorFlow op determinism, and a resume pins the run's thread counts: the same "
             "command on the same machine gives bit-identical weights (trainer/determinism.py)"
+        ),
+    )
+    cache_dir: Path | None = field(
+        default=None,
+        metadata=option(
+            "cache of resized images shared by runs (content-addressed: file sha256 + size + "
+            "crop/resize policy; default $DERMSYNTH_CACHE_DIR, else $XDG_CACHE_HOME/dermsynth, "
+            "else ~/.cache/dermsynth)"
+        ),
+    )
+    prep_workers: int = field(
+        default=0,
+        metadata=option(
+            "processes decoding and resizing images before training; 0 = all cores", minimum=0
         ),
     )
     tensorboard: bool = field(default=True, metadata=option("write TensorBoard logs"))

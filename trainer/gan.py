@@ -95,7 +95,7 @@ class DCGAN:
     def step(self, batch, *, regularize: bool = False) -> dict[str, tf.Tensor]:
         """One distributed D + G update and the EMA update; the replicas' mean metrics.
 
-        ``batch``: a global batch, or one from ``strategy.experimental_distribute_dataset``.
+        ``batch``: a global batch, or a per-replica one from ``trainer.pipeline.distribute``.
         ``regularize``: the step with the R1 penalty (a second traced graph; ignored when
         r1_gamma is 0, where the step is exactly the plain one).
         """

@@ -63,11 +63,17 @@ class Quality(EpochHook):
         self.tracker, self.run, self.every = tracker, run, every
 
     @classmethod
-    def create(cls, config, run, images: np.ndarray, start: int) -> Quality | None:
-        """The run's hook (history restored up to epoch ``start``), or None when off."""
+    def create(cls, config, run, images, start: int) -> Quality | None:
+        """The run's hook (history restored up to epoch ``start``), or None when off.
+        ``images``: the training images' source (trainer.pipeline), or a uint8 array."""
         if not config.quality_every:
             return None
-        if len(images) < 4 or images.shape[1] < 16:
+        count, shape = (
+            (len(images), images.shape[1:])
+            if isinstance(images, np.ndarray)
+            else (images.count, tuple(images.image_shape))
+        )
+        if count < 4 or shape[0] < 16:
             log.warning("quality tracking needs at least 4 training images of 16+ px: off")
             return None
         t0 = time.perf_counter()

@@ -70,20 +70,30 @@ def score(row: dict, reference: dict) -> float:
     )
 
 
+def _rows(images) -> tuple[int, object]:
+    """(row count, read(indices) -> uint8 rows) of an array or an image source."""
+    if isinstance(images, np.ndarray):
+        real = images if images.dtype == np.uint8 else to_uint8(images)
+        return len(real), lambda idx: real[idx]
+    return int(images.count), lambda idx: np.asarray(images.read(idx))
+
+
 class QualityTracker:
     """Compares a generator's fixed-latent samples with the training images; keeps the history.
 
-    ``images``: the training images, float [-1, 1] or uint8 ``[N, H, W, 3]``.
+    ``images``: the training images, float [-1, 1] or uint8 ``[N, H, W, 3]``, or an image
+    source (``.count``, ``.read(indices)``, e.g. the run's pack): only the ``2 m`` rows of the
+    fixed random subset are read.
     """
 
-    def __init__(self, images: np.ndarray, *, latent_dim: int, seed: int, count: int, path: Path):
+    def __init__(self, images, *, latent_dim: int, seed: int, count: int, path: Path):
         self.path = Path(path)
-        real = images if images.dtype == np.uint8 else to_uint8(images)
+        total, read = _rows(images)
         rng = np.random.default_rng([seed, 0x9A11])
-        self.m = min(count, len(real) // 2)
+        self.m = min(count, total // 2)
         if self.m < 2:
-            raise ValueError(f"quality tracking needs at least 4 training images, got {len(real)}")
-        real = real[rng.permutation(len(real))[: 2 * self.m]]  # random halves A, B
+            raise ValueError(f"quality tracking needs at least 4 training images, got {total}")
+        real = read(rng.permutation(total)[: 2 * self.m])  # random halves A, B
         self.latents = rng.standard_normal((2 * self.m, latent_dim)).astype(np.float32)
         self.real_swd = q.SwdPool(real, seed=_SWD_SEED, nhoods_per_image=q.nhoods_for(self.m))
         self.real_col = q.ColourPool(real)

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common import datasets
-from common.images import load_images
-from trainer import checkpoints, determinism, hooks
+from trainer import checkpoints, determinism, hooks, inputs
 from trainer.config import TrainConfig
 
 log = logging.getLogger("trainer")
@@ -40,14 +39,7 @@ def train(config: TrainConfig) -> TrainResult:
     run = RunDir(config.run)
     existing = checkpoints.latest(run.checkpoints)
     run.check_resume(config, existing is not None)
-    index = datasets.scan(
-        config.data,
-        benign_malignant=config.benign_malignant,
-        diagnosis=config.diagnosis,
-        layout=config.layout,
-        progress=config.progress,
-    )
-    run.check_data(index, existing is not None)
+    index = inputs.scan(config)  # and prepares the images into the cache (one read per file)
     handler = run.attach_log()
     try:
         return _train(config, run, existing, index)
@@ -56,9 +48,9 @@ def train(config: TrainConfig) -> TrainResult:
         handler.close()
 
 
-def _epoch_hooks(config: TrainConfig, run, images, start: int, state: dict) -> list:
+def _epoch_hooks(config: TrainConfig, run, source, start: int, state: dict) -> list:
     """The chief's per-epoch duties, in the order they run (trainer.hooks)."""
-    quality = hooks.Quality.create(config, run, images, start)
+    quality = hooks.Quality.create(config, run, source, start)
     tensorboard = hooks.TensorBoard.create(run.tensorboard) if config.tensorboard else None
     out = [
         hooks.SampleGrid(
@@ -75,6 +67,11 @@ def _epoch_hooks(config: TrainConfig, run, images, start: int, state: dict) -> l
 
 
 def _train(config: TrainConfig, run, existing, index: datasets.DatasetIndex) -> TrainResult:
+    # decode + resize once (shared cache), then stream rows from the pack (trainer.inputs); the
+    # data check runs on the files actually prepared
+    source, index = inputs.open_images(
+        config, index, check=lambda final: run.check_data(final, existing is not None)
+    )
     log.info(
         "data %s: layout %s, %d usable images, %d skipped, fingerprint %s",
         index.root,
@@ -93,7 +90,6 @@ def _train(config: TrainConfig, run, existing, index: datasets.DatasetIndex) -> 
         )
     run.write_config(config)
     run.write_data(index, config)
-    images = load_images(index.records, config.resolution, progress=config.progress)
 
     import keras
 
@@ -153,8 +149,8 @@ def _train(config: TrainConfig, run, existing, index: datasets.DatasetIndex) -> 
             "image_count": len(index.records),
             "environment": environment,
         }
-        epoch_hooks = _epoch_hooks(config, run, images, start, state)
-    pipeline = ImagePipeline(images, config.batch_size, config.seed)
+        epoch_hooks = _epoch_hooks(config, run, source, start, state)
+    pipeline = ImagePipeline(source, config.batch_size, config.seed)
     log.info(
         "training %s for epochs %d..%d: %d images, %d steps/epoch, batch %d, %d replica(s)",
         config.run,
@@ -165,14 +161,21 @@ def _train(config: TrainConfig, run, existing, index: datasets.DatasetIndex) -> 
         config.batch_size,
         strategy.num_replicas_in_sync,
     )
-    dataset = pipeline.batches(start + 1, config.epochs)
-    if config.strategy != "default":
-        dataset = strategy.experimental_distribute_dataset(dataset)
+    if config.strategy == "default":
+        dataset = pipeline.batches(start + 1, config.epochs)
+    else:  # each worker's input pipeline reads only the rows of its replicas
+        dataset = pipeline.distribute(strategy, start + 1, config.epochs)
     try:
         metrics = _run_epochs(config, gan, pipeline, iter(dataset), start, epoch_hooks)
     finally:
         for hook in epoch_hooks:
             hook.close()
+    log.info(
+        "input: %d rows read by this process for %d steps of %d images",
+        pipeline.rows_read,
+        (config.epochs - start) * pipeline.steps_per_epoch,
+        config.batch_size,
+    )
     return TrainResult(
         run.path,
         start,

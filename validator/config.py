@@ -125,6 +125,15 @@ class RunSettings:
             minimum=0,
         ),
     )
+    memory_mb: int = field(
+        default=1024,
+        metadata=option(
+            "MiB of working memory for one chunk of the distance computations (nearest "
+            "neighbours, prdc, PCA): bounds them whatever the set sizes; the features and "
+            "pixels themselves come on top (100,000 x 2048 float32 features: 800 MiB)",
+            minimum=16,
+        ),
+    )
 
     def validate(self) -> None:
         """Known, non-empty checks; a generator token a server can accept."""

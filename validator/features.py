@@ -28,6 +28,8 @@ from common.feature_model import EXPORT_COMMAND, RANDOM, Sidecar
 from common.hashing import sha256_file
 from common.images import load_images, to_unit_range
 
+CACHE_READ_BATCH = 2000  # cached feature vectors read per SQLite round (16 MB at 2048-d)
+
 
 @dataclass(frozen=True)
 class FeatureModelInfo:
@@ -176,27 +178,34 @@ def extract(
     desc: str = "features",
     on_batch: Callable[[int, int], None] | None = None,
 ) -> FeatureResult:
-    """Features for ``records`` in order: cached ones read, the rest computed in batches."""
+    """Features for ``records`` in order, written into one float32 array: cached ones read in
+    batches of :data:`CACHE_READ_BATCH`, the rest computed in batches of ``batch_size`` (only
+    one batch of images in memory at a time)."""
     info = model.info
-    known = cache.get([r.sha256 for r in records], info.sha256, info.input_size)
-    missing: dict[str, ImageRecord] = {}
-    for rec in records:
-        if rec.sha256 not in known:
-            missing.setdefault(rec.sha256, rec)
-    todo = list(missing.values())
+    out = np.zeros((len(records), info.feature_dim), dtype=np.float32)
+    rows_of: dict[str, list[int]] = {}  # sha256 -> its rows (a file may appear twice)
+    for i, rec in enumerate(records):
+        rows_of.setdefault(rec.sha256, []).append(i)
+    shas = list(rows_of)
+    todo: list[ImageRecord] = []
+    for start in range(0, len(shas), CACHE_READ_BATCH):
+        part = shas[start : start + CACHE_READ_BATCH]
+        known = cache.get(part, info.sha256, info.input_size)
+        for sha in part:
+            if sha in known:
+                out[rows_of[sha]] = known[sha]
+            else:
+                todo.append(records[rows_of[sha][0]])
     from tqdm import tqdm
 
     with tqdm(total=len(todo), desc=desc, unit="img", disable=not progress or not todo) as bar:
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
             feats = model(load_images(batch, info.input_size, progress=False))
-            new = {rec.sha256: f for rec, f in zip(batch, feats)}
-            cache.put(new, info.sha256, info.input_size)
-            known.update(new)
+            cache.put({rec.sha256: f for rec, f in zip(batch, feats)}, info.sha256, info.input_size)
+            for rec, f in zip(batch, feats):
+                out[rows_of[rec.sha256]] = f
             bar.update(len(batch))
             if on_batch is not None:
                 on_batch(min(start + batch_size, len(todo)), len(todo))
-    out = np.zeros((len(records), info.feature_dim), dtype=np.float32)
-    for i, rec in enumerate(records):
-        out[i] = known[rec.sha256]
     return FeatureResult(out, computed=len(todo), cached=len(records) - len(todo))

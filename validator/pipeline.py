@@ -106,6 +106,7 @@ def run_validation(
         holdout_paths=inputs.holdout.paths if inputs.holdout else None,
         thresholds=thresholds,
         seed=config.seed,
+        memory_mb=config.memory_mb,
     )
     with threadpool_limits(config.blas_threads or None):
         results = _run_checks(config, check_inputs, out, say, run_id)
@@ -118,6 +119,7 @@ def run_validation(
                 label=model.info.label(),
                 tsne=config.tsne,
                 seed=config.seed,
+                memory_mb=config.memory_mb,
             )
         except Exception as exc:  # a plot must not hide the verdict; say so in the report
             views, view_warnings = {}, [f"views failed: {type(exc).__name__}: {exc}"]
@@ -172,12 +174,15 @@ def _report_folder(out: Path, *, fetching: bool) -> Path:
 
 
 def _load_pixels(records, size: int, on_chunk: Callable[[int, int], None]):
-    """:func:`load_images` in chunks, reporting (and allowing a stop) after each."""
-    parts = []
+    """:func:`load_images` in chunks into one preallocated array (no concatenated copy),
+    reporting (and allowing a stop) after each."""
+    out = np.empty((len(records), size, size, 3), np.uint8)
     for start in range(0, len(records), PIXEL_CHUNK):
-        parts.append(load_images(records[start : start + PIXEL_CHUNK], size, progress=False))
+        out[start : start + PIXEL_CHUNK] = load_images(
+            records[start : start + PIXEL_CHUNK], size, progress=False
+        )
         on_chunk(min(start + PIXEL_CHUNK, len(records)), len(records))
-    return np.concatenate(parts) if parts else np.empty((0, size, size, 3), np.uint8)
+    return out
 
 
 def _run_checks(

@@ -143,6 +143,14 @@ class Thresholds:
     c2st_pca: int = field(
         default=50, metadata=option("PCA components before the classifier", minimum=1)
     )
+    c2st_max_per_set: int = field(
+        default=10000,
+        metadata=option(
+            "at most this many images per set enter the two-sample test (a seeded random "
+            "subsample beyond it, stated in the result: bounds its memory and time)",
+            minimum=10,
+        ),
+    )
     # weight-free quality (validator.checks.swd, colour, pixel_c2st): pixels only, meaningful
     # without pretrained weights. Each statistic of m real vs m synthetic images is reported
     # beside its real-vs-real spread (disjoint random m-subsets of the real set) and decided by

@@ -1,8 +1,13 @@
 """2-D views of the feature space: PCA and t-SNE scatters coloured by source, and thumbnail
 maps (each image pasted at its coordinates).
 
-Methods: PCA (scikit-learn) on standardized features; t-SNE (van der Maaten & Hinton, JMLR
-2008; scikit-learn) after PCA to 50 dimensions, perplexity min(30, (N - 1) / 3) for small sets.
+Methods: PCA on standardized features, on every image (the covariance accumulated a chunk at a
+time within ``memory_mb``, its top eigenvectors, the projection a chunk at a time: no copy of the
+features); t-SNE (van der Maaten & Hinton, JMLR 2008; scikit-learn) after PCA to 50 dimensions,
+perplexity min(30, (N - 1) / 3) for small sets, on at most :data:`TSNE_MAX_PER_SOURCE` images
+per source (a seeded random subsample beyond it: t-SNE's time grows faster than N); thumbnail
+maps paste at most :data:`THUMBNAILS_MAX_PER_SOURCE` per source (the canvas holds about 1000).
+Every subsample is stated in the plot's title.
 Synthetic images forming their own island, away from the real ones, is the failure these views
 were drawn to show. Rendering: matplotlib's Agg backend, PNG files.
 """
@@ -13,7 +18,50 @@ from pathlib import Path
 
 import numpy as np
 
+from validator.neighbours import DEFAULT_MEMORY_MB, chunk_rows
+
 COLOURS = {"real": "#1f77b4", "holdout": "#2ca02c", "synthetic": "#d62728"}
+TSNE_MAX_PER_SOURCE = 5000
+THUMBNAILS_MAX_PER_SOURCE = 1000
+
+
+def pca_2d(parts: list[np.ndarray], memory_mb: float = DEFAULT_MEMORY_MB) -> list[np.ndarray]:
+    """2-D PCA coordinates of the standardized rows of all ``parts`` together (one [n_i, 2]
+    array per part), in chunks of float64 rows within ``memory_mb``: the same projection as
+    scikit-learn's StandardScaler + PCA(2) up to the sign of each axis."""
+    dim = parts[0].shape[1]
+    rows = chunk_rows(1, memory_mb, cell_bytes=3 * 8 * dim)
+    chunks = [(p, s) for p in parts for s in range(0, len(p), rows)]
+    n = sum(len(p) for p in parts)
+    mean = sum(p[s : s + rows].sum(0, dtype=np.float64) for p, s in chunks) / n
+    var = sum(((p[s : s + rows] - mean) ** 2).sum(0) for p, s in chunks) / n
+    scale = np.where(var > 0, np.sqrt(var), 1.0)
+    cov = np.zeros((dim, dim))
+    for p, s in chunks:
+        z = (p[s : s + rows] - mean) / scale
+        cov += z.T @ z
+    axes = np.linalg.eigh(cov)[1][:, ::-1][:, :2]
+    return [
+        np.concatenate(
+            [((p[s : s + rows] - mean) / scale) @ axes for s in range(0, len(p), rows)]
+        ).reshape(len(p), 2)
+        for p in parts
+    ]
+
+
+def subsample(counts: dict[str, int], limit: int, seed: int) -> dict[str, np.ndarray]:
+    """Seeded random row indices per source, at most ``limit`` each, in their original order."""
+    rng = np.random.default_rng(seed)
+    return {
+        name: np.sort(rng.choice(n, limit, replace=False)) if n > limit else np.arange(n)
+        for name, n in counts.items()
+    }
+
+
+def subsample_note(counts: dict[str, int], picked: dict[str, np.ndarray]) -> str:
+    """'' when nothing was left out, else e.g. 'seeded subsample: 5000 of 100000 synthetic'."""
+    parts = [f"{len(picked[n])} of {counts[n]} {n}" for n in counts if len(picked[n]) < counts[n]]
+    return "seeded random subsample: " + ", ".join(parts) if parts else ""
 
 
 def embed(features: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
@@ -76,9 +124,11 @@ def _thumbnails(
     lo, hi = coords.min(0), coords.max(0)
     span = np.where(hi - lo > 0, hi - lo, 1.0)
     pos = (coords - lo) / span * (canvas - thumb - 8) + 4
+    flat = [(part, j) for part in images for j in range(len(part))]  # no copy of the pixels
     order = np.argsort(groups == "synthetic", kind="stable")  # synthetic drawn on top
     for i in order:
-        img = Image.fromarray(images[i]).resize((thumb - 4, thumb - 4), Image.Resampling.BOX)
+        part, j = flat[i]
+        img = Image.fromarray(part[j]).resize((thumb - 4, thumb - 4), Image.Resampling.BOX)
         img = ImageOps.expand(img, border=2, fill=COLOURS[groups[i]])
         board.paste(img, (int(pos[i, 0]), int(canvas - thumb - pos[i, 1])))
     fig, ax = plt.subplots(figsize=(10, 10.4), dpi=120)
@@ -95,6 +145,10 @@ def _thumbnails(
     plt.close(fig)
 
 
+def _titled(title: str, note: str) -> str:
+    return f"{title}\n{note}" if note else title
+
+
 def draw_views(
     sets: dict[str, tuple[np.ndarray, np.ndarray]],
     out_dir: Path,
@@ -102,23 +156,47 @@ def draw_views(
     label: str,
     tsne: bool = True,
     seed: int = 0,
+    memory_mb: float = DEFAULT_MEMORY_MB,
+    tsne_max_per_source: int = TSNE_MAX_PER_SOURCE,
+    thumbnails_max_per_source: int = THUMBNAILS_MAX_PER_SOURCE,
 ) -> dict[str, Path]:
     """``sets``: {"real"|"holdout"|"synthetic": (features, uint8 images)}. Writes
-    {pca,tsne}_{scatter,thumbnails}.png into ``out_dir``; returns {name: path}."""
+    {pca,tsne}_{scatter,thumbnails}.png into ``out_dir``; returns {name: path}. PCA on every
+    image; t-SNE and the thumbnails on seeded subsamples (stated in the titles)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     names = [n for n in COLOURS if n in sets]
-    feats = np.concatenate([sets[n][0] for n in names])
-    images = np.concatenate([sets[n][1] for n in names])
-    groups = np.concatenate([[n] * len(sets[n][0]) for n in names])
+    counts = {n: len(sets[n][0]) for n in names}
+    pca = dict(zip(names, pca_2d([sets[n][0] for n in names], memory_mb)))
+    embeddings = {"pca": (pca, {n: np.arange(c) for n, c in counts.items()})}
+    if tsne and sum(counts.values()) >= 5:
+        picked = subsample(counts, tsne_max_per_source, seed)
+        feats = np.concatenate([sets[n][0][picked[n]] for n in names])
+        coords = embed(feats, "tsne", seed)
+        bounds = np.cumsum([0] + [len(picked[n]) for n in names])
+        embeddings["tsne"] = (
+            {n: coords[bounds[i] : bounds[i + 1]] for i, n in enumerate(names)},
+            picked,
+        )
     written = {}
-    for method in ("pca", "tsne") if tsne and len(feats) >= 5 else ("pca",):
-        coords = embed(feats, method, seed)
-        title = f"{method.upper()} of {label}"
-        for kind, draw in (("scatter", _scatter), ("thumbnails", None)):
-            path = out_dir / f"{method}_{kind}.png"
-            if draw is None:
-                _thumbnails(coords, groups, images, title, path)
-            else:
-                draw(coords, groups, title, path)
-            written[f"{method}_{kind}"] = path
+    for method, (coords, shown) in embeddings.items():
+        title = f"{'PCA' if method == 'pca' else 't-SNE'} of {label}"
+        groups = np.concatenate([[n] * len(shown[n]) for n in names])
+        path = out_dir / f"{method}_scatter.png"
+        _scatter(
+            np.concatenate([coords[n] for n in names]),
+            groups,
+            _titled(title, subsample_note(counts, shown)),
+            path,
+        )
+        written[f"{method}_scatter"] = path
+        thumbs = subsample({n: len(shown[n]) for n in names}, thumbnails_max_per_source, seed + 1)
+        path = out_dir / f"{method}_thumbnails.png"
+        _thumbnails(
+            np.concatenate([coords[n][thumbs[n]] for n in names]),
+            np.concatenate([[n] * len(thumbs[n]) for n in names]),
+            [sets[n][1][shown[n][thumbs[n]]] for n in names],
+            _titled(title, subsample_note(counts, {n: shown[n][thumbs[n]] for n in names})),
+            path,
+        )
+        written[f"{method}_thumbnails"] = path
     return written

@@ -170,7 +170,9 @@ def test_mirrored_strategy_on_two_logical_cpus(dataset, tmp_path):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert result.returncode == 0, result.stderr
-    assert "2 replica(s)" in (run / "run.log").read_text()
+    log = (run / "run.log").read_text()
+    assert "2 replica(s)" in log
+    assert "input: 16 rows read by this process for 2 steps of 8 images" in log
     assert (run / "checkpoints" / "epoch_0001" / "state.json").is_file()
     assert (run / "samples" / "epoch_0001.png").is_file()
 
@@ -232,6 +234,9 @@ def test_multiworker_strategy_with_two_local_workers(dataset, tmp_path):
                 p.kill()
     for p, (_, err) in zip(procs, results):
         assert p.returncode == 0, err[-2000:]
-    assert "2 replica(s)" in (run / "run.log").read_text()
+    log = (run / "run.log").read_text()
+    assert "2 replica(s)" in log
+    # each worker read only its half of every global batch: 2 steps x 8 images / 2 workers
+    assert log.count("input: 8 rows read by this process for 2 steps of 8 images") == 2
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["epoch_0001"]
     assert (run / "checkpoints" / "epoch_0001" / "checkpoint.index").is_file()

@@ -81,6 +81,19 @@ def test_tracker_scores_colour_shifted_images_worse(tmp_path):
     assert np.array_equal(to_uint8(np.array([-1.0, 1.0])), [0, 255])
 
 
+def test_tracker_reads_only_its_fixed_subset_from_an_image_source(tmp_path):
+    from tests.trainer.test_pipeline import CountingSource
+    from trainer.quality import QualityTracker
+
+    real = _real(40)
+    source = CountingSource(real)
+    tracker = QualityTracker(source, latent_dim=4, seed=0, count=6, path=tmp_path / "q.json")
+    rows = sum(source.calls, [])
+    assert tracker.m == 6 and len(rows) == 12 == len(set(rows))  # 2 m of the 40 rows, once
+    from_array = QualityTracker(real, latent_dim=4, seed=0, count=6, path=tmp_path / "a.json")
+    assert tracker.reference == from_array.reference  # the same subset, in the same order
+
+
 def test_training_writes_quality_metrics_curve_and_keeps_the_best_snapshot(straight):
     doc = json.loads((straight / "quality.json").read_text())
     assert [r["epoch"] for r in doc["history"]] == [1, 2, 3]

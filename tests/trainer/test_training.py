@@ -113,6 +113,15 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_run, dataset, t
     with open(resumed_run / "metrics.csv", newline="") as fh:
         assert [int(r["epoch"]) for r in csv.DictReader(fh)] == [1, 2, 3]
     assert "resumed from" in (resumed_run / "run.log").read_text()
+    # the first run decoded the images into the (session's) cache and wrote the pack there;
+    # the resume and a new run on the same files decode nothing and reuse that pack
+    resumed_log, straight_log = (
+        (r / "run.log").read_text() for r in (resumed_run, tmp_path / "straight")
+    )
+    assert resumed_log.count("images: 24 written to") == 1  # the first run's line
+    assert resumed_log.count("0 decoded, 24 from the cache") == 1  # the resume's
+    assert resumed_log.count("images: 24 from ") == 1
+    assert "0 decoded, 24 from the cache" in straight_log and "written to" not in straight_log
     # the same run with its checkpoint in the old format (variables by position) resumes to
     # exactly the same weights, and goes on in the new format
     from trainer.gan import DCGAN

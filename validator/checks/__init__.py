@@ -32,7 +32,8 @@ from validator.thresholds import Thresholds
 @dataclass
 class CheckInputs:
     """What every check sees: features (Xception, L2 not applied), pixels (uint8, small) and
-    the file paths, for the real training set, the optional held-out set and the synthetic set."""
+    the file paths, for the real training set, the optional held-out set and the synthetic set;
+    ``memory_mb`` bounds the chunked distance computations (:mod:`validator.neighbours`)."""
 
     real: np.ndarray
     synthetic: np.ndarray
@@ -45,6 +46,7 @@ class CheckInputs:
     holdout_paths: list[str] | None
     thresholds: Thresholds = field(default_factory=Thresholds)
     seed: int = 0
+    memory_mb: int = 1024  # working memory of one chunk of the distance computations (MiB)
     _memo: dict = field(default_factory=dict, repr=False)
 
     def memo(self, key: str, compute: Callable[[], Any]) -> Any:

@@ -30,7 +30,7 @@ from sklearn.cluster import KMeans
 
 from validator.checks import CheckInputs, CheckResult, register
 from validator.checks.dcr import analyse
-from validator.neighbours import unit_rows
+from validator.neighbours import chunk_rows, unit_rows
 
 
 def z_u(test_d: np.ndarray, syn_d: np.ndarray) -> float:
@@ -80,12 +80,19 @@ def data_copying(inputs: CheckInputs) -> CheckResult:
             thresholds=limits,
             note="fewer than 2 held-out images of lesions not in the training set: cannot test",
         )
-    train, test, syn = (unit_rows(x) for x in (inputs.real, inputs.holdout[kept], inputs.synthetic))
+    train, test = unit_rows(inputs.real), unit_rows(inputs.holdout[kept])
     k = t.data_copying_cells or max(1, min(20, len(test) // 20))
     k = min(k, len(train))
     km = KMeans(n_clusters=k, n_init=3, random_state=inputs.seed).fit(train)
-    cell_t, cell_s = km.predict(test), km.predict(syn)
-    min_syn = max(3, int(0.05 * len(syn)))
+    cell_t = km.predict(test)
+    step = chunk_rows(1, inputs.memory_mb, cell_bytes=4 * (inputs.synthetic.shape[1] + k))
+    cell_s = np.concatenate(  # normalized a chunk at a time: no copy of the synthetic set
+        [
+            km.predict(unit_rows(inputs.synthetic[i : i + step]))
+            for i in range(0, len(inputs.synthetic), step)
+        ]
+    )
+    min_syn = max(3, int(0.05 * len(cell_s)))
     numbers: dict = {"cells": k, "min_synthetic_per_cell": min_syn, "holdout_count": len(kept)}
     stats = []
     for name, space in (("feature", a.feature), ("pixel", a.pixel)):

@@ -121,21 +121,22 @@ class DCRAnalysis:
         return {"feature": self.feature, "pixel": self.pixel}
 
 
-def _space(syn, train_ref, hold_q, hold_ref, loo_q, sets: RealSets) -> SpaceDCR:
+def _space(syn, train_ref, hold_q, hold_ref, loo_q, sets: RealSets, mb: float) -> SpaceDCR:
     """Distances and p-values in one space. ``train_ref``/``hold_ref``: reference arrays or
     view lists; ``hold_q``/``loo_q``: query vectors of the kept held-out images and of the
     leave-one-out training images."""
-    dist, idx = nearest(syn, train_ref, K)
+    dist, idx = nearest(syn, train_ref, K, memory_mb=mb)
     empty = np.zeros(0, np.float32)
     to_h, hb, hn = None, empty, np.zeros(0, np.int64)
     if hold_q is not None and len(hold_q):
-        to_h = nearest(syn, hold_ref, 1)[0][:, 0]
-        d, i = nearest(hold_q, train_ref, 1)
+        to_h = nearest(syn, hold_ref, 1, memory_mb=mb)[0][:, 0]
+        d, i = nearest(hold_q, train_ref, 1, memory_mb=mb)
         hb, hn = d[:, 0], i[:, 0]
     loo, ln = empty, np.zeros(0, np.int64)
     if len(sets.loo_members):
         codes = sets.train_codes
-        d, i = nearest(loo_q, train_ref, 1, groups=(codes[sets.loo_members], codes))
+        groups = (codes[sets.loo_members], codes)
+        d, i = nearest(loo_q, train_ref, 1, groups=groups, memory_mb=mb)
         loo, ln = d[:, 0], i[:, 0]
     pooled = np.concatenate([hb, loo])
     k = tail_exponent(pooled)
@@ -174,8 +175,9 @@ def analyse(inputs: CheckInputs) -> DCRAnalysis:
             hold_px = pixel_vectors(inputs.holdout_pixels[kept], size)
             hold_views = pixel_views(inputs.holdout_pixels[kept], size, zooms, vert)
             hold_f = inputs.holdout[kept]
-        feat = _space(inputs.synthetic, inputs.real, hold_f, hold_f, inputs.real[members], sets)
-        pix = _space(syn_px, train_views, hold_px, hold_views, train_px[members], sets)
+        mb = inputs.memory_mb
+        feat = _space(inputs.synthetic, inputs.real, hold_f, hold_f, inputs.real[members], sets, mb)
+        pix = _space(syn_px, train_views, hold_px, hold_views, train_px[members], sets, mb)
         p = combine_spaces(feat.p, pix.p)
         flagged = benjamini_hochberg(p, t.dcr_fdr)
         cutoff = float(p[flagged].max()) if flagged.any() else 0.0

@@ -27,18 +27,33 @@ def trace_sqrt_product_lowrank(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.svd(a @ b.T, compute_uv=False).sum())
 
 
+def mean_cov(x: np.ndarray, rows: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance (n - 1) of the rows of ``x`` in float64, ``rows`` rows at a time
+    (no float64 copy of ``x``): sums of the centred chunks' outer products."""
+    mu = np.zeros(x.shape[1])
+    for start in range(0, len(x), rows):
+        mu += x[start : start + rows].sum(0, dtype=np.float64)
+    mu /= len(x)
+    cov = np.zeros((x.shape[1], x.shape[1]))
+    for start in range(0, len(x), rows):
+        c = x[start : start + rows] - mu
+        cov += c.T @ c
+    return mu, cov / (len(x) - 1)
+
+
 def frechet_distance(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if len(a) < 2 or len(b) < 2:
         raise ValueError("FID needs at least 2 real and 2 synthetic images")
-    mu1, mu2 = a.mean(0), b.mean(0)
-    diff = mu1 - mu2
-    if min(len(a), len(b)) <= a.shape[1]:
+    if min(len(a), len(b)) <= np.shape(a)[1]:
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)  # few rows: small copies
+        mu1, mu2 = a.mean(0), b.mean(0)
+        diff = mu1 - mu2
         tr1 = float(((a - mu1) ** 2).sum() / (len(a) - 1))
         tr2 = float(((b - mu2) ** 2).sum() / (len(b) - 1))
         value = diff @ diff + tr1 + tr2 - 2 * trace_sqrt_product_lowrank(a, b)
         return float(max(value, 0.0))
-    s1, s2 = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    (mu1, s1), (mu2, s2) = mean_cov(a), mean_cov(b)
+    diff = mu1 - mu2
     covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
     if not np.isfinite(covmean).all():
         offset = np.eye(s1.shape[0]) * eps

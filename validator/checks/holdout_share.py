@@ -57,7 +57,7 @@ def _real_share(inputs: CheckInputs, space: str, kept, to_train) -> float | None
         ref = pixel_views(
             inputs.holdout_pixels[kept], t.dcr_pixel_size, t.dcr_zooms, t.dcr_vertical_mirror
         )
-    to_other = nearest(q, ref, 1, exclude_self=True)[0][:, 0]
+    to_other = nearest(q, ref, 1, exclude_self=True, memory_mb=inputs.memory_mb)[0][:, 0]
     share = _closer(to_train, to_other) / len(kept)
     return equal_size_share(share, len(inputs.real), len(kept) - 1)
 

@@ -18,15 +18,14 @@ def kid_subsets(
     real: np.ndarray, syn: np.ndarray, subset_size: int = 1000, subsets: int = 100, seed: int = 0
 ) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    real, syn = np.asarray(real, np.float64), np.asarray(syn, np.float64)
-    d = real.shape[1]
+    d = real.shape[1]  # subsets converted to float64 one at a time: no copy of the sets
     m = min(subset_size, len(real), len(syn))
     if m < 2:
         raise ValueError("KID needs at least 2 real and 2 synthetic images")
     values = np.empty(subsets)
     for i in range(subsets):
-        x = syn[rng.choice(len(syn), m, replace=False)]
-        y = real[rng.choice(len(real), m, replace=False)]
+        x = np.asarray(syn[rng.choice(len(syn), m, replace=False)], np.float64)
+        y = np.asarray(real[rng.choice(len(real), m, replace=False)], np.float64)
         a = (x @ x.T / d + 1) ** 3 + (y @ y.T / d + 1) ** 3
         b = (x @ y.T / d + 1) ** 3
         values[i] = (a.sum() - np.diag(a).sum()) / (m - 1) / m - b.sum() * 2 / m / m
