@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import UserError
 from common.image_pack import write_pack
 from common.images import DECODE_ERRORS, decode_error_reason, decode_square
 
@@ -69,6 +70,19 @@ class ImageCache:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
+
+    def check_writable(self) -> None:
+        """UserError unless entries can be written under the root (made if missing)."""
+        probe = self.root / "images" / f".probe-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        try:
+            probe.parent.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise UserError(
+                f"image cache {self.root}: not writable ({exc.strerror or exc}); choose another "
+                "with --cache-dir or $DERMSYNTH_CACHE_DIR"
+            ) from None
 
     def entry(self, sha256: str, policy: PrepPolicy) -> Path:
         return self.root / "images" / policy.key / sha256[:2] / f"{sha256}.u8"
@@ -212,6 +226,7 @@ def prepare(
     if cache is None:
         tmp = tempfile.TemporaryDirectory(prefix="dermsynth-images-")
         cache = ImageCache(tmp.name)
+    cache.check_writable()
     paths = [Path(p) for p in paths]
     workers = workers or os.cpu_count() or 1
     jobs = [

@@ -12,6 +12,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from common import datasets
@@ -151,3 +152,13 @@ def test_prune_removes_entries_unused_for_n_days(tmp_path):
     os.utime(hit, (past, past))
     prepare(DEMO_JPEGS[:3], policy, cache=cache, workers=1, progress=False)
     assert cache.prune(older_than_days=30) == 0 and hit.exists()
+
+
+def test_an_unwritable_cache_is_a_user_error(tmp_path):
+    """A cache root that cannot be made or written is refused up front, naming the option."""
+    from common.errors import UserError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(UserError, match="--cache-dir"):
+        prepare(DEMO_JPEGS[:2], PrepPolicy(8), cache=ImageCache(blocker / "c"), progress=False)
