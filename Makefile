@@ -43,7 +43,7 @@ format: $(STAMP)  ## ruff: fix what it can and format the tree
 test: $(STAMP)  ## run the test suite (real models, real servers, real images)
 	$(PY) -m pytest -q tests
 
-demo: $(STAMP)  ## the whole chain on the bundled sample: train, export, serve, fetch, validate
+demo: $(STAMP)  ## the whole chain on the bundled sample: train, export, serve, fetch, validate, release + verify
 	PYTHON=$(PY) bash scripts/demo.sh
 
 train: $(STAMP)  ## train a DCGAN: make train DATA=dir RUN=runs/x [RESOLUTION=64 EPOCHS=25]

@@ -170,9 +170,11 @@ def prep_rates(paths: list[Path], resolution: int, repeats: int, work: Path, log
 
     warm_page_cache(paths)  # every contender reads from the OS page cache
     best: dict[str, float] = {}
+    this_round: dict[str, float] = {}
 
     def keep(name: str, seconds: float) -> None:
-        best[name] = max(best.get(name, 0.0), len(paths) / seconds)
+        this_round[name] = len(paths) / seconds
+        best[name] = max(best.get(name, 0.0), this_round[name])
 
     for r in range(repeats):
         t = time.perf_counter()
@@ -186,7 +188,7 @@ def prep_rates(paths: list[Path], resolution: int, repeats: int, work: Path, log
             from common.image_cache import ImageCache, prepare
         except ImportError as exc:
             log(f"  prepare not available yet ({exc}); serial PIL and the reference only")
-            log(f"  round {r + 1}: " + ", ".join(f"{k} {v:.0f}/s" for k, v in best.items()))
+            log(f"  round {r + 1}: " + ", ".join(f"{k} {v:.0f}/s" for k, v in this_round.items()))
             continue
         for name, workers in (("prepare", 0), ("prepare_1proc", 1)):
             root = Path(tempfile.mkdtemp(prefix="cache-", dir=work))
@@ -208,7 +210,7 @@ def prep_rates(paths: list[Path], resolution: int, repeats: int, work: Path, log
                         log(f"  prepare skipped {len(out.skipped)}: {out.skipped[:2]}")
             finally:
                 shutil.rmtree(root, ignore_errors=True)
-        log(f"  round {r + 1}: " + ", ".join(f"{k} {v:.0f}/s" for k, v in best.items()))
+        log(f"  round {r + 1}: " + ", ".join(f"{k} {v:.0f}/s" for k, v in this_round.items()))
     out = {k: round(v, 1) for k, v in best.items()}
     out["count"] = len(paths)
     return out

@@ -1,20 +1,26 @@
 """The validator's checks at scale: seconds per stage and peak RSS on random features.
 
 ``measure(n_synthetic, n_real, dim=2048, memory_mb=1024, checks=...)`` runs, in a child process
-(so that its peak RSS is its own), the feature-space checks (dcr with its pixel space, nndr,
-data_copying, holdout_share, prdc, fid, kid, c2st) and the views (PCA on all, t-SNE on the
-stated subsample) on seeded random float32 features (random vectors are fine for timing) and
-small random pixels, and returns {"seconds": {stage: s}, "peak_rss_mb": ..., ...}. CLI:
+(so that its peak RSS is its own), every check (the feature-space ones: dcr with its pixel
+space, nndr, data_copying, holdout_share, prdc, fid, kid, c2st; the weight-free ones on pixels:
+colour, pixel_c2st, swd) and the views (PCA on all, t-SNE on the stated subsample) on seeded
+random float32 features (random vectors are fine for timing) and random pixels of
+``pixel_side`` (16) px, and returns {"seconds": {stage: s}, "peak_rss_mb": ..., ...}. CLI:
 
     python bench/validator_scale.py --synthetic 100000 --real 30000 [--memory-mb 1024]
 
-Peak RSS is the child's own ``ru_maxrss`` (Linux: KiB, reported in MiB); the features alone are
-(Ns + Nr + Nh) x dim x 4 bytes.
+Peak RSS is the child's own (``ru_maxrss`` before the stages, Linux: KiB, reported in MiB; then
+the largest stage peak, as resetting the peak for a stage resets ``ru_maxrss``); the features
+alone are (Ns + Nr + Nh) x dim x 4 bytes. Per stage (Linux), the peak is reset before the stage
+(``/proc/self/clear_refs`` 5) and read after it (``VmHWM``): ``stage_peak_mb`` is the stage's own
+peak RSS, ``stage_working_mb`` that peak minus the RSS before the stage (the inputs, held
+throughout): the working memory the ``--memory-mb`` rule bounds (validator/budget.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import multiprocessing
 import resource
@@ -26,10 +32,59 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 FEATURE_CHECKS = ("dcr", "nndr", "data_copying", "holdout_share", "prdc", "fid", "kid", "c2st")
+WEIGHT_FREE_CHECKS = ("colour", "pixel_c2st", "swd")  # pixels only
+ALL_CHECKS = FEATURE_CHECKS + WEIGHT_FREE_CHECKS
 PIXEL_SIDE = 16  # pixels per image side given to the checks (dcr's pixel space is 16 px)
 
 
-def _child(n_synthetic, n_real, dim, memory_mb, checks, views, blas_threads, queue) -> None:
+def _status_mb(field: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # Linux >= 4.0: reset VmHWM to VmRSS
+        return True
+    except OSError:
+        return False
+
+
+class _Stage:
+    """Seconds, peak RSS and working memory (peak minus the RSS before) of one stage."""
+
+    def __init__(self, seconds: dict, peaks: dict, working: dict):
+        self.seconds, self.peaks, self.working = seconds, peaks, working
+
+    def run(self, name: str, fn) -> None:
+        import gc
+
+        gc.collect()
+        reset = _reset_peak()
+        before = _status_mb("VmRSS")
+        t = time.perf_counter()
+        fn()
+        self.seconds[name] = time.perf_counter() - t
+        peak = _status_mb("VmHWM") if reset else None
+        if peak is not None and before is not None:
+            self.peaks[name] = round(peak)
+            self.working[name] = round(peak - before)
+        print(
+            f"validator_scale: {name} {self.seconds[name]:.1f} s, peak {self.peaks.get(name)} MB, "
+            f"working {self.working.get(name)} MB",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _child(
+    n_synthetic, n_real, dim, memory_mb, checks, views, blas_threads, pixel_side, queue
+) -> None:
     import numpy as np
     from threadpoolctl import threadpool_limits
 
@@ -37,6 +92,14 @@ def _child(n_synthetic, n_real, dim, memory_mb, checks, views, blas_threads, que
     from validator.checks import CheckInputs
     from validator.views import draw_views
 
+    for name in checks:  # imported before any stage: a stage's working memory is its arrays
+        importlib.import_module(f"validator.checks.{name}")
+    if views:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot
+        import sklearn.manifold  # noqa: F401
     rng = np.random.default_rng(0)
     n_hold = max(10, n_real // 10)
     t0 = time.perf_counter()
@@ -45,7 +108,7 @@ def _child(n_synthetic, n_real, dim, memory_mb, checks, views, blas_threads, que
         for name, n in (("real", n_real), ("holdout", n_hold), ("synthetic", n_synthetic))
     }
     pixels = {
-        name: rng.integers(0, 256, (len(f), PIXEL_SIDE, PIXEL_SIDE, 3), dtype=np.uint8)
+        name: rng.integers(0, 256, (len(f), pixel_side, pixel_side, 3), dtype=np.uint8)
         for name, f in feats.items()
     }
     paths = {name: [f"{name}/{i}.png" for i in range(len(f))] for name, f in feats.items()}
@@ -63,33 +126,40 @@ def _child(n_synthetic, n_real, dim, memory_mb, checks, views, blas_threads, que
         holdout_paths=paths["holdout"],
         memory_mb=memory_mb,
     )
-    errors = {}
+    errors, peaks, working, views_info = {}, {}, {}, {}
+    stage = _Stage(seconds, peaks, working)
+
+    def check(name):
+        result = registry.run_check(name, inputs)
+        if result.error:
+            errors[name] = result.error
+
+    def draw():
+        with tempfile.TemporaryDirectory() as tmp:
+            views_info["samples"] = draw_views(
+                {n: (feats[n], pixels[n]) for n in feats},
+                Path(tmp),
+                label="random features",
+                memory_mb=memory_mb,
+            ).samples
+
     with threadpool_limits(blas_threads or None):
         for name in checks:
-            t = time.perf_counter()
-            result = registry.run_check(name, inputs)
-            seconds[name] = time.perf_counter() - t
-            print(f"validator_scale: {name} {seconds[name]:.1f} s", file=sys.stderr, flush=True)
-            if result.error:
-                errors[name] = result.error
+            stage.run(name, lambda name=name: check(name))
         if views:
-            t = time.perf_counter()
-            with tempfile.TemporaryDirectory() as tmp:
-                draw_views(
-                    {n: (feats[n], pixels[n]) for n in feats},
-                    Path(tmp),
-                    label="random features",
-                    memory_mb=memory_mb,
-                )
-            seconds["views"] = time.perf_counter() - t
-            print(f"validator_scale: views {seconds['views']:.1f} s", file=sys.stderr, flush=True)
+            stage.run("views", draw)
     queue.put(
         {
             "seconds": {k: round(v, 2) for k, v in seconds.items()},
             "rss_after_data_mb": round(rss_data),
             "errors": errors,
+            "stage_peak_mb": peaks,
+            "stage_working_mb": working,
+            "view_samples": views_info.get("samples", {}),
             # the child's own peak (RUSAGE_CHILDREN would keep an earlier child's maximum)
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            # resetting VmHWM resets ru_maxrss too: the whole run's peak is the largest of the
+            # stages' peaks and of the peak before the first stage
+            "peak_rss_mb": round(max([rss_data, *peaks.values()])),
         }
     )
 
@@ -99,14 +169,25 @@ def measure(
     n_real: int,
     dim: int = 2048,
     memory_mb: int = 1024,
-    checks: tuple[str, ...] = FEATURE_CHECKS,
+    checks: tuple[str, ...] = ALL_CHECKS,
     views: bool = True,
     blas_threads: int = 1,
+    pixel_side: int = PIXEL_SIDE,
 ) -> dict:
     """Run the checks in a fresh child process; seconds per stage and the child's peak RSS."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    args = (n_synthetic, n_real, dim, memory_mb, tuple(checks), views, blas_threads, queue)
+    args = (
+        n_synthetic,
+        n_real,
+        dim,
+        memory_mb,
+        tuple(checks),
+        views,
+        blas_threads,
+        pixel_side,
+        queue,
+    )
     proc = ctx.Process(target=_child, args=args)
     start = time.perf_counter()
     proc.start()
@@ -122,6 +203,8 @@ def measure(
         "dim": dim,
         "memory_mb": memory_mb,
         "blas_threads": blas_threads,
+        "pixel_side": pixel_side,
+        "pixels_mb": round((n_synthetic + n_real + n_hold) * pixel_side**2 * 3 / 2**20),
         "features_mb": round((n_synthetic + n_real + n_hold) * dim * 4 / 2**20),
         **result,
         "total_seconds": round(time.perf_counter() - start, 2),
@@ -135,8 +218,9 @@ def main(argv=None) -> int:
     parser.add_argument("--dim", type=int, default=2048)
     parser.add_argument("--memory-mb", type=int, default=1024)
     parser.add_argument("--blas-threads", type=int, default=1, help="0: the library default")
-    parser.add_argument("--checks", default=",".join(FEATURE_CHECKS))
+    parser.add_argument("--checks", default=",".join(ALL_CHECKS))
     parser.add_argument("--no-views", action="store_true")
+    parser.add_argument("--pixel-side", type=int, default=PIXEL_SIDE, help="px per image side")
     args = parser.parse_args(argv)
     checks = tuple(c for c in args.checks.split(",") if c)
     print(
@@ -149,6 +233,7 @@ def main(argv=None) -> int:
                 checks,
                 not args.no_views,
                 args.blas_threads,
+                args.pixel_side,
             ),
             indent=2,
         )

@@ -9,12 +9,17 @@ model's training pixels and the validator's pixel-space view of the same files a
 
 :class:`ImageCache`: ``<root>/images/<policy key>/<sha256[:2]>/<sha256>.u8`` holds the raw
 uint8 [S, S, 3] of one file, keyed by the file's content and by how the pixels were made
-(:attr:`PrepPolicy.key`). A second run, a resume or the validator finds them there and decodes
-nothing. Each entry is written to a temporary name and renamed: a ``kill -9`` leaves no
-partial entry (a re-run prepares what is missing), and concurrent runs can share one cache (two
-writers of one entry write the same bytes; the last rename wins). An entry of the wrong length
-is ignored and rewritten. ``python -m common.image_cache prune --older-than-days N`` removes
-entries not used for N days (a hit refreshes an entry's time).
+(:attr:`PrepPolicy.key`), followed by the CRC-32 of those bytes (4 bytes, little-endian). A
+second run, a resume or the validator finds them there and decodes nothing. Each entry is
+written to a temporary name and renamed: a ``kill -9`` leaves no partial entry (a re-run
+prepares what is missing), and concurrent runs can share one cache (two writers of one entry
+write the same bytes; the last rename wins). An entry of the wrong length or checksum (a disk
+error, a hand edit, an entry of the format before the checksum) is a miss: it is prepared and
+written again. A file that does not decode leaves ``<sha256>.bad`` (its reason) beside where its
+entry would be, so the next run skips it after hashing it, without decoding it again (a
+corrupt 6000x4000 JPEG is not re-decoded on every run); prune it, or delete it, to retry.
+``python -m common.image_cache prune --older-than-days N`` removes entries not used for N days
+(a hit refreshes an entry's time).
 
 Default root: ``$DERMSYNTH_CACHE_DIR``, else ``$XDG_CACHE_HOME/dermsynth``, else
 ``~/.cache/dermsynth`` (:func:`default_cache_root`).
@@ -28,6 +33,7 @@ import os
 import tempfile
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -88,36 +94,45 @@ class ImageCache:
         return self.root / "images" / policy.key / sha256[:2] / f"{sha256}.u8"
 
     def get(self, sha256: str, policy: PrepPolicy) -> np.ndarray | None:
+        """The entry's pixels; None when it is missing or of the wrong length or checksum."""
         path = self.entry(sha256, policy)
         try:
             data = path.read_bytes()
         except OSError:
             return None
-        if len(data) != policy.size * policy.size * 3:
+        n = policy.size * policy.size * 3
+        if len(data) != n + 4 or zlib.crc32(data[:n]) != int.from_bytes(data[n:], "little"):
             return None
         try:
             os.utime(path)  # last use, for prune
         except OSError:
             pass
-        return np.frombuffer(data, dtype=np.uint8).reshape(policy.size, policy.size, 3)
+        return np.frombuffer(data, dtype=np.uint8, count=n).reshape(policy.size, policy.size, 3)
 
     def has(self, sha256: str, policy: PrepPolicy) -> bool:
-        """Whether a complete entry exists; a hit refreshes its time (prune keeps it)."""
-        path = self.entry(sha256, policy)
-        try:
-            if path.stat().st_size != policy.size * policy.size * 3:
-                return False
-            os.utime(path)
-            return True
-        except OSError:
-            return False
+        """Whether a complete entry with the right checksum exists; a hit refreshes its time
+        (prune keeps it)."""
+        return self.get(sha256, policy) is not None
 
     def put(self, sha256: str, policy: PrepPolicy, pixels: np.ndarray) -> None:
-        path = self.entry(sha256, policy)
+        data = np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()
+        self._write(self.entry(sha256, policy), data + zlib.crc32(data).to_bytes(4, "little"))
+
+    def bad_reason(self, sha256: str, policy: PrepPolicy) -> str | None:
+        """Why the file with this sha256 did not decode under ``policy`` (None: not known bad)."""
+        try:
+            return self.entry(sha256, policy).with_suffix(".bad").read_text("utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def put_bad(self, sha256: str, policy: PrepPolicy, reason: str) -> None:
+        self._write(self.entry(sha256, policy).with_suffix(".bad"), reason.encode("utf-8"))
+
+    def _write(self, path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp")
         try:
-            tmp.write_bytes(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes())
+            tmp.write_bytes(data)
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -128,7 +143,7 @@ class ImageCache:
         cutoff = (time.time() if now is None else now) - older_than_days * 86400
         removed = 0
         for path in (self.root / "images").rglob("*"):
-            if path.is_file() and (path.suffix in (".u8", ".tmp")):
+            if path.is_file() and (path.suffix in (".u8", ".bad", ".tmp")):
                 try:
                     if path.stat().st_mtime < cutoff:
                         path.unlink()
@@ -191,10 +206,15 @@ def _prepare_one(path: str, size: int, draft: bool, root: str) -> tuple[str | No
     sha = hashlib.sha256(data).hexdigest()
     if cache.has(sha, policy):
         return sha, "", False
+    known_bad = cache.bad_reason(sha, policy)
+    if known_bad is not None:  # failed before: same bytes, same policy, no second decode
+        return None, known_bad, False
     try:
         pixels = decode_square(data, size, draft=draft)
     except DECODE_ERRORS as exc:
-        return None, decode_error_reason(exc), False
+        reason = decode_error_reason(exc)
+        cache.put_bad(sha, policy, reason)
+        return None, reason, False
     cache.put(sha, policy, pixels)
     return sha, "", True
 

@@ -33,9 +33,13 @@ over all pixels; PSNR pooled over images), command ``python draft_tolerance.py F
 - 25 images at 4000x3000 (1/8 is the largest reduction): mean 0.34-0.62, max 12, PSNR >= 48 dB.
 
 tests/common/test_image_cache.py asserts mean < 1.0 (and < 6 per image) on the bundled images.
-The trainer prepares pixels through :func:`common.image_cache.prepare` with ``draft=True``;
-the validator's pixel-space checks still use the plain :func:`load_images` (full decode), so
-their pixels can differ from the training pixels by the tolerance above.
+Which path each side uses: the trainer's pixels and the validator's pixel-space pixels (dcr's
+pixel space, swd, colour, pixel_c2st, thumbnails; at ``--pixel-size``) both come from
+:func:`common.image_cache.prepare` with ``draft=True`` and the shared cache, so at the same
+size they are bit-identical. The validator's Xception features are computed from the plain
+:func:`load_images` (full decode) at the feature model's input size, as before (the feature
+cache is keyed by file, model and size, not by decode path); they can differ from a draft
+decode by the tolerance above.
 """
 
 from __future__ import annotations

@@ -115,7 +115,11 @@ class ServeConfig(ServerTransport):
     )
     provider: Literal["auto", "cpu", "cuda"] = field(
         default="auto",
-        metadata=option("ONNX Runtime execution provider (auto: CUDA when available, else CPU)"),
+        metadata=option(
+            "ONNX Runtime execution provider. auto: CUDA when onnxruntime-gpu can start it, "
+            "else CPU (the log says why); cuda: CUDA or refuse to start (exit 2), never a "
+            "silent CPU run; cpu"
+        ),
     )
     metrics_port: int | None = field(
         default=9464,

@@ -31,19 +31,54 @@ class ModelError(UserError):
     """The model directory is missing, corrupt, or its manifest does not match the graph."""
 
 
-def choose_providers(provider: str) -> list[str]:
-    """ONNX Runtime providers for ``provider`` ("auto" | "cpu" | "cuda")."""
-    available = ort.get_available_providers()
+def choose_providers(provider: str, available: list[str] | None = None) -> list[str]:
+    """ONNX Runtime providers for ``provider`` ("auto" | "cpu" | "cuda").
+
+    auto: CUDA when this onnxruntime build has it, else CPU with a log line saying why; cuda
+    (asked for explicitly): CUDA or a ModelError, never a silent CPU run (see also
+    :func:`check_session_providers`, for a build with CUDA but no usable GPU)."""
+    available = ort.get_available_providers() if available is None else available
     if provider == "cpu":
         return [CPU]
     if provider == "cuda":
         if CUDA not in available:
             raise ModelError(
                 f"--provider cuda: {CUDA} is not available in this onnxruntime "
-                f"build (available: {', '.join(available)}); install onnxruntime-gpu"
+                f"build (available: {', '.join(available)}); install onnxruntime-gpu "
+                f"(and CUDA/cuDNN) or use --provider auto|cpu"
             )
         return [CUDA, CPU]
-    return [CUDA, CPU] if CUDA in available else [CPU]
+    if CUDA in available:
+        return [CUDA, CPU]
+    log.info(
+        "provider auto: %s is not in this onnxruntime build (available: %s): running on CPU",
+        CUDA,
+        ", ".join(available),
+    )
+    return [CPU]
+
+
+def check_session_providers(provider: str, session_providers: list[str]) -> str:
+    """The provider a session runs on, checked against the request: ONNX Runtime falls back to
+    CPU on its own when CUDA is in the build but cannot start (no GPU, no driver, missing
+    CUDA/cuDNN libraries); with ``provider`` cuda that is a ModelError, with auto a log line."""
+    first = session_providers[0] if session_providers else CPU
+    if provider == "cpu" or first == CUDA:
+        return first
+    if provider == "cuda":
+        raise ModelError(
+            f"--provider cuda: ONNX Runtime could not start {CUDA} (no GPU, driver or CUDA/"
+            f"cuDNN libraries?) and would run on {first}; fix the GPU setup or use "
+            f"--provider auto|cpu"
+        )
+    if CUDA in ort.get_available_providers():
+        log.warning(
+            "provider auto: %s is in this onnxruntime build but could not start (no GPU, "
+            "driver or CUDA/cuDNN libraries?): running on %s",
+            CUDA,
+            first,
+        )
+    return first
 
 
 @dataclass
@@ -150,6 +185,7 @@ def load_model(
         raise
     except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
         raise ModelError(f"{onnx_path} cannot be loaded by ONNX Runtime: {exc}") from None
+    check_session_providers(provider, session.get_providers())
     _check_graph(session, manifest, onnx_path)
     model = GeneratorModel(model_dir, manifest, session, inference_batch)
     try:

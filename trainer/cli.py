@@ -22,6 +22,8 @@ examples:
   # an ISIC 2017 challenge folder, 64 px, no augmentation, two GPUs
   python -m trainer train --data /data/ISIC-2017 --run /runs/isic17 --diffaugment none \\
       --strategy mirrored --batch-size 128
+  # the step as dermsynth 0.1 ran it (default: auto, bfloat16 where native, XLA with a GPU)
+  python -m trainer train --data data/isic-demo --run runs/f32 --precision float32 --jit-compile off
   # options also come from the environment: DERMSYNTH_TRAIN_EPOCHS=50 python -m trainer train ...
 
 outputs in RUN: config.json, data.json, run.log (incl. skipped files), metrics.csv,

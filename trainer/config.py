@@ -30,6 +30,7 @@ RESUMABLE_KEYS = frozenset(
         "quality_every",
         "cache_dir",
         "prep_workers",
+        "jit_compile",  # like the thread counts: the last bits, recorded and warned about
     }
 )
 
@@ -156,6 +157,23 @@ class TrainConfig:
             maximum=4096,
         ),
     )
+    jit_compile: Literal["auto", "on", "off"] = field(
+        default="auto",
+        metadata=option(
+            "compile the training step with XLA (--strategy default only); auto: on with a GPU, "
+            "off on CPU only, where it measured slower than oneDNN (trainer/throughput.py); a "
+            "resumed run keeps its setting"
+        ),
+    )
+    precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = field(
+        default="auto",
+        metadata=option(
+            "Keras mixed-precision policy of the two networks (float32 variables; images, "
+            "logits and losses float32; loss scaling for mixed_float16); auto: mixed_bfloat16 "
+            "where the hardware computes bfloat16 natively (AMX/AVX512-BF16 CPUs, GPUs of "
+            "compute capability 8.0+), else float32; a resumed run keeps its setting"
+        ),
+    )
     deterministic: bool = field(
         default=True,
         metadata=option(
@@ -187,6 +205,11 @@ class TrainConfig:
     def validate(self) -> None:
         if "none" in self.diffaugment and len(self.diffaugment) > 1:
             raise ConfigError("--diffaugment: 'none' cannot be combined with other policies")
+        if self.jit_compile == "on" and self.strategy != "default":
+            raise ConfigError(
+                f"--jit-compile on works with --strategy default only (XLA per replica under "
+                f"--strategy {self.strategy} is not supported: trainer/gan.py); use auto or off"
+            )
 
 
 def incompatible_keys(saved: TrainConfig, new: TrainConfig) -> list[str]:

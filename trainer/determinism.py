@@ -34,6 +34,8 @@ log = logging.getLogger("trainer")
 
 # Environment keys that decide the numbers (compared on resume).
 DECISIVE = ("cpu", "intra_op_threads", "onednn", "tensorflow", "devices")
+# ... and the training step's settings (trainer.throughput), checked once they are resolved
+STEP_SETTINGS = ("jit_compile", "precision")
 
 
 def _cpu_model() -> str:
@@ -157,3 +159,19 @@ def configure(enabled: bool, saved: dict | None = None) -> dict:
             "; ".join(changed),
         )
     return env
+
+
+def warn_differences(saved: dict | None, settings: dict) -> None:
+    """Warn when a resume runs the step with other settings (XLA, precision) than the run
+    recorded: training goes on, the numbers differ from an uninterrupted run."""
+    changed = [
+        f"{k}: {saved.get(k)!r} in the run, {settings.get(k)!r} now"
+        for k in STEP_SETTINGS
+        if saved and k in saved and saved.get(k) != settings.get(k)
+    ]
+    if changed:
+        log.warning(
+            "resuming with another training step (%s): training goes on, but the result may "
+            "differ from an uninterrupted run",
+            "; ".join(changed),
+        )

@@ -27,6 +27,18 @@ checkpoint continues exactly as an uninterrupted one would. The per-replica part
 (``_replica_step``) runs in a replica context (``strategy.run``); gradients are summed across
 replicas by the Keras optimizer, so losses are divided by the number of replicas.
 ``_update_ema`` runs in the cross-replica context.
+
+Throughput (trainer.throughput decides the two switches from the config): ``jit_compile``
+compiles the whole step with XLA (D and G updates, DiffAugment, the EMA update: one XLA
+cluster), on one device only: compiled per replica under MirroredStrategy, Keras' optimizer
+reached another replica's variables (tested on two logical CPUs). The stateless random draws are
+the same kind of op under XLA (a function of the seed only), so a compiled run repeats itself
+bit for bit, but it draws other numbers than an uncompiled one. ``precision`` is a Keras
+mixed-precision policy: with ``mixed_bfloat16``/``mixed_float16`` the networks compute in
+16 bits and keep float32 variables; images, logits and losses stay float32 (the generator's
+and the discriminator's last layers are float32), the EMA generator is float32, and
+``mixed_float16`` scales the losses (keras.optimizers.LossScaleOptimizer, dynamic scale, a
+non-finite step is skipped and does not advance the step counter).
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ import tensorflow as tf
 
 from trainer.augment import diff_augment
 from trainer.model import build_discriminator, build_generator
+from trainer.throughput import PRECISIONS
 
 
 class DCGAN:
@@ -57,25 +70,45 @@ class DCGAN:
         r1_gamma: float = 0.0,
         r1_interval: int = 1,
         strategy: tf.distribute.Strategy | None = None,
+        jit_compile: bool = False,
+        precision: str = "float32",
     ):
         self.strategy = strategy or tf.distribute.get_strategy()
         self.resolution, self.latent_dim, self.seed = resolution, latent_dim, seed
         self.augmentations = tuple(augmentations)
         self.ema_decay, self.label_smoothing = float(ema_decay), float(label_smoothing)
         self.r1_gamma, self.r1_interval = float(r1_gamma), max(1, int(r1_interval))
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.jit_compile, self.precision = bool(jit_compile), precision
+        policy = None if precision == "float32" else precision
         with self.strategy.scope():
-            self.generator = build_generator(resolution, latent_dim, width=width, seed=seed)
-            self.discriminator = build_discriminator(resolution, width=width, seed=seed)
+            self.generator = build_generator(
+                resolution, latent_dim, width=width, seed=seed, dtype=policy
+            )
+            self.discriminator = build_discriminator(
+                resolution, width=width, seed=seed, dtype=policy
+            )
             self.ema_generator = None
-            if self.ema_decay > 0:
+            if self.ema_decay > 0:  # float32 whatever the policy: it is the exported one
                 self.ema_generator = build_generator(resolution, latent_dim, width=width)
                 self.ema_generator.set_weights(self.generator.get_weights())
-            self.g_optimizer = keras.optimizers.Adam(learning_rate, beta_1=beta1, name="g_adam")
             d_rate = learning_rate if d_learning_rate is None else d_learning_rate
-            self.d_optimizer = keras.optimizers.Adam(d_rate, beta_1=beta1, name="d_adam")
+            self.g_optimizer = self._optimizer(learning_rate, beta1, "g")
+            self.d_optimizer = self._optimizer(d_rate, beta1, "d")
             self.g_optimizer.build(self.generator.trainable_variables)
             self.d_optimizer.build(self.discriminator.trainable_variables)
         self._compiled: dict[bool, object] = {}
+
+    def _optimizer(self, rate: float, beta1: float, net: str) -> keras.optimizers.Optimizer:
+        adam = keras.optimizers.Adam(rate, beta_1=beta1, name=f"{net}_adam")
+        if self.precision != "mixed_float16":
+            return adam
+        return keras.optimizers.LossScaleOptimizer(adam, name=f"{net}_loss_scale")
+
+    def _scale(self, optimizer, loss):
+        """The loss the gradients are taken of: scaled up under mixed_float16."""
+        return optimizer.scale_loss(loss) if self.precision == "mixed_float16" else loss
 
     @property
     def export_generator(self) -> keras.Model:
@@ -107,8 +140,12 @@ class DCGAN:
 
     def _compile(self, regularize: bool):
         strategy = self.strategy
+        if self.jit_compile and strategy.num_replicas_in_sync > 1:
+            raise ValueError(
+                "XLA (jit_compile) is supported on one device only: compiled per replica, "
+                "Keras' optimizer reached another replica's variables (logical CPU devices)"
+            )
 
-        @tf.function
         def step(batch):
             per_replica = strategy.run(self._replica_step, args=(batch, regularize))
             self._update_ema()
@@ -117,7 +154,7 @@ class DCGAN:
                 for k, v in per_replica.items()
             }
 
-        return step
+        return tf.function(step, jit_compile=self.jit_compile)
 
     def _seed(self, salt: int) -> tf.Tensor:
         ctx = tf.distribute.get_replica_context()
@@ -156,8 +193,11 @@ class DCGAN:
                     images = tf.concat([real_aug, self._augment(fake, 3)], axis=0)
                     logits = self.discriminator(images, training=True)
                     real_sum = tf.reduce_sum(logits[:batch])
+                    scaled_sum = self._scale(self.d_optimizer, real_sum)
                 # R1 (Mescheder et al. 2018): gamma/2 E[|grad_x D(x)|^2] on (augmented) reals
-                r1_grads = r1_tape.gradient(real_sum, real_aug)
+                r1_grads = r1_tape.gradient(scaled_sum, real_aug)
+                if self.precision == "mixed_float16":  # float16 gradients, scaled: unscale
+                    r1_grads = r1_grads / self.d_optimizer.dynamic_scale
                 r1 = tf.reduce_mean(tf.reduce_sum(tf.square(r1_grads), axis=[1, 2, 3]))
             else:
                 images = tf.concat([self._augment(real_images, 2), self._augment(fake, 3)], axis=0)
@@ -167,6 +207,7 @@ class DCGAN:
             scaled = d_loss / replicas
             if regularize:
                 scaled += 0.5 * self.r1_gamma * self.r1_interval * r1 / replicas
+            scaled = self._scale(self.d_optimizer, scaled)
         grads = tape.gradient(scaled, self.discriminator.trainable_variables)
         self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_variables))
 
@@ -175,7 +216,7 @@ class DCGAN:
             fake = self.generator(z, training=True)
             g_logits = self.discriminator(self._augment(fake, 5), training=True)
             g_loss = self._bce(tf.ones([batch, 1]), g_logits)  # non-saturating loss
-            scaled = g_loss / replicas
+            scaled = self._scale(self.g_optimizer, g_loss / replicas)
         grads = tape.gradient(scaled, self.generator.trainable_variables)
         self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_variables))
         out = {

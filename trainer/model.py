@@ -52,17 +52,28 @@ def _stages(resolution: int) -> int:
 
 
 def build_generator(
-    resolution: int, latent_dim: int, *, width: int = 64, seed: int | None = None
+    resolution: int,
+    latent_dim: int,
+    *,
+    width: int = 64,
+    seed: int | None = None,
+    dtype: str | None = None,
 ) -> keras.Model:
-    """latent [N, latent_dim] float32 -> images [N, resolution, resolution, 3] in [-1, 1]."""
+    """latent [N, latent_dim] float32 -> images [N, resolution, resolution, 3] in [-1, 1].
+
+    ``dtype``: the layers' Keras dtype policy (None: the global one, float32 unless changed;
+    "mixed_bfloat16"/"mixed_float16": float32 variables, low-precision compute). The output
+    layer is always float32, so images are float32 whatever the policy."""
     init = _initializers(seed, _GENERATOR)
     stages = _stages(resolution)
     channels = width * 2 ** (stages - 1)
     z = keras.Input(shape=(latent_dim,), name="latent")
-    x = layers.Dense(4 * 4 * channels, use_bias=False, kernel_initializer=init(), name="project")(z)
-    x = layers.Reshape((4, 4, channels))(x)
-    x = layers.BatchNormalization(name="project_bn")(x)
-    x = layers.ReLU()(x)
+    x = layers.Dense(
+        4 * 4 * channels, use_bias=False, kernel_initializer=init(), name="project", dtype=dtype
+    )(z)
+    x = layers.Reshape((4, 4, channels), dtype=dtype)(x)
+    x = layers.BatchNormalization(name="project_bn", dtype=dtype)(x)
+    x = layers.ReLU(dtype=dtype)(x)
     for i in range(stages - 1):
         channels //= 2
         x = layers.Conv2DTranspose(
@@ -73,20 +84,24 @@ def build_generator(
             use_bias=False,
             kernel_initializer=init(),
             name=f"up{i}",
+            dtype=dtype,
         )(x)
-        x = layers.BatchNormalization(name=f"up{i}_bn")(x)
-        x = layers.ReLU()(x)
+        x = layers.BatchNormalization(name=f"up{i}_bn", dtype=dtype)(x)
+        x = layers.ReLU(dtype=dtype)(x)
     x = layers.Conv2DTranspose(
-        3, 4, strides=2, padding="same", kernel_initializer=init(), name="to_rgb"
+        3, 4, strides=2, padding="same", kernel_initializer=init(), name="to_rgb", dtype=dtype
     )(x)
     images = layers.Activation("tanh", dtype="float32", name="images")(x)
     return keras.Model(z, images, name="generator")
 
 
 def build_discriminator(
-    resolution: int, *, width: int = 64, seed: int | None = None
+    resolution: int, *, width: int = 64, seed: int | None = None, dtype: str | None = None
 ) -> keras.Model:
-    """images [N, resolution, resolution, 3] in [-1, 1] -> one real/fake logit per image."""
+    """images [N, resolution, resolution, 3] in [-1, 1] -> one real/fake logit per image.
+
+    ``dtype`` as in :func:`build_generator`; the logit layer is always float32, so the losses
+    are computed in float32 whatever the policy."""
     init = _initializers(seed, _DISCRIMINATOR)
     stages = _stages(resolution)
     img = keras.Input(shape=(resolution, resolution, 3), name="images")
@@ -101,11 +116,12 @@ def build_discriminator(
             use_bias=i == 0,
             kernel_initializer=init(),
             name=f"down{i}",
+            dtype=dtype,
         )(x)
         if i > 0:
-            x = layers.BatchNormalization(name=f"down{i}_bn")(x)
-        x = layers.LeakyReLU(0.2)(x)
+            x = layers.BatchNormalization(name=f"down{i}_bn", dtype=dtype)(x)
+        x = layers.LeakyReLU(0.2, dtype=dtype)(x)
         channels *= 2
-    x = layers.Flatten()(x)
-    logit = layers.Dense(1, kernel_initializer=init(), name="logit")(x)
+    x = layers.Flatten(dtype=dtype)(x)
+    logit = layers.Dense(1, kernel_initializer=init(), name="logit", dtype="float32")(x)
     return keras.Model(img, logit, name="discriminator")

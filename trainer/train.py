@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common import datasets
-from trainer import checkpoints, determinism, hooks, inputs
+from trainer import checkpoints, determinism, hooks, inputs, throughput
 from trainer.config import TrainConfig
 
 log = logging.getLogger("trainer")
@@ -101,6 +101,12 @@ def _train(config: TrainConfig, run, existing, index: datasets.DatasetIndex) -> 
     determinism.pin_threads(config.deterministic, saved_environment)
     strategy = make_strategy(config.strategy)  # both before TensorFlow's runtime starts
     environment = determinism.configure(config.deterministic, saved_environment)
+    speed = throughput.resolve(
+        config.jit_compile, config.precision, saved_environment, strategy=config.strategy
+    )
+    log.info("training step: %s", speed.reason)
+    environment.update(speed.record())
+    determinism.warn_differences(saved_environment, speed.record())
     keras.utils.set_random_seed(config.seed)
     if config.batch_size % strategy.num_replicas_in_sync:
         raise datasets.DataError(
@@ -122,6 +128,8 @@ def _train(config: TrainConfig, run, existing, index: datasets.DatasetIndex) -> 
         r1_gamma=config.r1_gamma,
         r1_interval=config.r1_interval,
         strategy=strategy,
+        jit_compile=speed.jit_compile,
+        precision=speed.precision,
     )
     start = 0
     if existing is not None:

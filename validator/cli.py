@@ -5,6 +5,7 @@ trainer's ``python -m trainer export-xception`` (TensorFlow side)."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -16,6 +17,11 @@ from validator import checks as registry
 from validator.config import ENV_PREFIX, SERVE_ENV_PREFIX, ValidateConfig, ValidatorServerConfig
 
 CLIENT_TOKEN_ENV = "DERMSYNTH_CLIENT_TOKEN"  # the fetch client's token, honoured by --from-server
+
+# Sub-commands that live in their own modules. Each module is light to import (argparse only at
+# module level) and exposes ``add_parsers(sub)``, which adds its parsers and sets ``run``
+# (``args -> exit code``) as each parser's default.
+EXTRA_COMMANDS: tuple[str, ...] = ("validator.turing.cli", "validator.release.cli")
 
 EPILOG = """\
 examples:
@@ -84,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
         help="a generation server requests may fetch from; repeat for more (default: none)",
     )
     sub.add_parser("list-checks", help="list the registered checks")
+    for module in EXTRA_COMMANDS:
+        importlib.import_module(module).add_parsers(sub)
     return parser
 
 
@@ -123,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "python -m trainer export-xception ..."
         )
     args = _parser().parse_args(argv)
+    if getattr(args, "run", None) is not None:  # an EXTRA_COMMANDS sub-command
+        return args.run(args)
     if args.command == "list-checks":
         for name, doc in registry.describe().items():
             print(f"{name:13s} {doc}")

@@ -99,7 +99,25 @@ class RunSettings:
         default_factory=_default_cache, metadata=option("feature cache directory")
     )
     cache: bool = field(
-        default=True, metadata=option("read and write the feature cache (--no-cache: neither)")
+        default=True,
+        metadata=option(
+            "read and write the feature cache and the image cache (--no-cache: neither; images "
+            "are then prepared into a temporary folder)"
+        ),
+    )
+    image_cache_dir: Path | None = field(
+        default=None,
+        metadata=option(
+            "cache of resized images shared with the trainer (content-addressed: file sha256 + "
+            "size + crop/resize policy; default $DERMSYNTH_CACHE_DIR, else "
+            "$XDG_CACHE_HOME/dermsynth, else ~/.cache/dermsynth)"
+        ),
+    )
+    prep_workers: int = field(
+        default=0,
+        metadata=option(
+            "processes reading, hashing and resizing the image files; 0 = all cores", minimum=0
+        ),
     )
     batch_size: int = field(
         default=32, metadata=option("feature batch size", minimum=1, maximum=1024)
@@ -128,9 +146,11 @@ class RunSettings:
     memory_mb: int = field(
         default=1024,
         metadata=option(
-            "MiB of working memory for one chunk of the distance computations (nearest "
-            "neighbours, prdc, PCA): bounds them whatever the set sizes; the features and "
-            "pixels themselves come on top (100,000 x 2048 float32 features: 800 MiB)",
+            "MiB of working memory of each check and view (the chunks of nearest neighbours, "
+            "dcr's pixel views, prdc, PCA, c2st, k-means): bounds them whatever the set sizes; "
+            "the features and pixels themselves come on top (100,000 x 2048 float32 features: "
+            "800 MiB), and so do one value per image and the d x d covariances "
+            "(validator/budget.py states the rule)",
             minimum=16,
         ),
     )

@@ -1,14 +1,19 @@
 """The three image sets of a validation: real training set, optional held-out real set,
 synthetic set (a folder, or fetched from a generation server into ``<out>/synthetic``).
 
-All reading goes through :mod:`common.datasets` (layouts, metadata filters, verification,
-fingerprints) and :mod:`common.images` (centre-crop + Lanczos resizing), as in the trainer.
+All reading goes through :mod:`common.datasets` (layouts, metadata filters, fingerprints). Each
+set is scanned with the trainer's preparation (:func:`common.image_cache.prepare` with
+:func:`pixel_policy`: one read per file for its sha256, its decode check and its pixels at
+``--pixel-size``, JPEG draft mode, parallel processes, the shared content-addressed image cache
+under ``--image-cache-dir``), so a re-run, or a validation of the trainer's own images at its
+resolution, decodes nothing, and the pixel-space checks see the trainer's pixels.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +23,8 @@ from common.errors import UserError
 from common.hashing import fingerprint
 from common.manifest import ManifestError, ModelManifest
 from validator.config import ValidateConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,42 @@ def fetch_synthetic(
         raise UserError(f"--from-server {config.from_server}: {exc}") from None
 
 
+def pixel_policy(config: ValidateConfig):
+    """How the pixel-space checks' pixels are made: the trainer's policy (centre square,
+    Lanczos, JPEG draft mode) at ``--pixel-size``."""
+    from common.image_cache import PrepPolicy
+
+    return PrepPolicy(size=config.pixel_size, draft=True)
+
+
+def image_cache(config: ValidateConfig):
+    """The shared image cache (``--image-cache-dir``, else the default root), or None (each
+    run then prepares into a temporary folder) with ``--no-cache``, or when the DEFAULT root
+    cannot be written (a read-only home, as in the Kubernetes Jobs: a cache only saves time,
+    so that is a warning; an ``--image-cache-dir`` that cannot be written is an error)."""
+    from common.image_cache import ImageCache, default_cache_root
+
+    if not config.cache:
+        return None
+    if config.image_cache_dir is not None:
+        cache = ImageCache(config.image_cache_dir)
+        try:
+            cache.check_writable()
+        except UserError:
+            raise UserError(
+                f"--image-cache-dir {config.image_cache_dir}: cannot write there; choose "
+                "another folder"
+            ) from None
+        return cache
+    cache = ImageCache(default_cache_root())
+    try:
+        cache.check_writable()
+    except UserError as exc:
+        log.warning("%s: preparing images into a temporary folder instead", exc)
+        return None
+    return cache
+
+
 def load_inputs(
     config: ValidateConfig,
     *,
@@ -127,16 +170,17 @@ def load_inputs(
     ``on_fetch(done, count)`` after every fetched batch). ``config`` is validated
     (:meth:`ValidateConfig.validate`)."""
     filters = {"benign_malignant": config.benign_malignant, "diagnosis": config.diagnosis}
-    real = ImageSet(
-        "real", str(config.real), scan(config.real, progress=progress, **filters), filters
-    )
+    prep = {
+        "policy": pixel_policy(config),
+        "cache": image_cache(config),
+        "workers": config.prep_workers,
+        "progress": progress,
+    }
+    real = ImageSet("real", str(config.real), scan(config.real, **filters, **prep), filters)
     holdout = None
     if config.holdout is not None:
         holdout = ImageSet(
-            "holdout",
-            str(config.holdout),
-            scan(config.holdout, progress=progress, **filters),
-            filters,
+            "holdout", str(config.holdout), scan(config.holdout, **filters, **prep), filters
         )
         holdout = _drop_shared(holdout, {r.sha256 for r in real.records})
     manifest = None
@@ -151,7 +195,7 @@ def load_inputs(
     synthetic = ImageSet(
         "synthetic",
         source,
-        scan(folder, layout="folder", progress=progress),
+        scan(folder, layout="folder", **prep),
         {"seed": config.seed, "count": config.count} if config.from_server else {},
     )
     if config.model_dir is not None:

@@ -92,7 +92,7 @@ def run_validation(
             f"{res.computed} computed, {res.cached} from cache",
         )
         pixels[role] = _load_pixels(
-            image_set.records, config.pixel_size, lambda d, t, r=role: say(f"pixels:{r}", d, t, "")
+            image_set.index, config.pixel_size, lambda d, t, r=role: say(f"pixels:{r}", d, t, "")
         )
     check_inputs = CheckInputs(
         real=feats["real"],
@@ -113,7 +113,7 @@ def run_validation(
         say("views", 0, 1, "PCA and t-SNE")
         view_warnings = []
         try:
-            views = draw_views(
+            drawn = draw_views(
                 {r: (feats[r], pixels[r]) for r in sets},
                 out / "plots",
                 label=model.info.label(),
@@ -121,8 +121,10 @@ def run_validation(
                 seed=config.seed,
                 memory_mb=config.memory_mb,
             )
+            views, view_samples = drawn.files, drawn.samples
         except Exception as exc:  # a plot must not hide the verdict; say so in the report
-            views, view_warnings = {}, [f"views failed: {type(exc).__name__}: {exc}"]
+            views, view_samples = {}, {}
+            view_warnings = [f"views failed: {type(exc).__name__}: {exc}"]
     say("views", 1, 1, f"{len(views)} plots")
     verdict = decide(
         results,
@@ -142,6 +144,7 @@ def run_validation(
         results=results,
         verdict=verdict,
         views=views,
+        view_samples=view_samples,
         pixels=pixels,
         run_id=run_id,
         seconds=time.time() - started,
@@ -173,16 +176,35 @@ def _report_folder(out: Path, *, fetching: bool) -> Path:
     return out
 
 
-def _load_pixels(records, size: int, on_chunk: Callable[[int, int], None]):
-    """:func:`load_images` in chunks into one preallocated array (no concatenated copy),
-    reporting (and allowing a stop) after each."""
+def _load_pixels(index, size: int, on_chunk: Callable[[int, int], None]):
+    """The pixels of ``index.records`` at ``size``, read from the image cache the scan prepared
+    them into (:func:`validator.inputs.pixel_policy`; an entry pruned meanwhile is prepared
+    again from its file), into one preallocated array, reporting (and allowing a stop) after
+    every :data:`PIXEL_CHUNK` images."""
+    records, prepared = index.records, index.prepared
     out = np.empty((len(records), size, size, 3), np.uint8)
     for start in range(0, len(records), PIXEL_CHUNK):
-        out[start : start + PIXEL_CHUNK] = load_images(
-            records[start : start + PIXEL_CHUNK], size, progress=False
-        )
+        part = records[start : start + PIXEL_CHUNK]
+        if prepared is None:  # scanned without preparation: plain decode
+            out[start : start + len(part)] = load_images(part, size, progress=False)
+        else:
+            for i, rec in enumerate(part, start):
+                pixels = prepared.cache.get(rec.sha256, prepared.policy)
+                if pixels is None:
+                    pixels = _prepare_again(rec, prepared)
+                out[i] = pixels
         on_chunk(min(start + PIXEL_CHUNK, len(records)), len(records))
     return out
+
+
+def _prepare_again(record, prepared) -> np.ndarray:
+    from common.image_cache import prepare
+
+    again = prepare([record.path], prepared.policy, cache=prepared.cache, workers=1, progress=False)
+    if again.sha256[0] != record.sha256:
+        reason = again.skipped[0][1] if again.skipped else "its content changed"
+        raise UserError(f"{record.path}: changed during the run ({reason})")
+    return prepared.cache.get(record.sha256, prepared.policy)
 
 
 def _run_checks(

@@ -80,6 +80,7 @@ def build_report(
     views,
     run_id,
     seconds,
+    view_samples: dict | None = None,
 ) -> dict:
     sets = {"real": inputs.real, "holdout": inputs.holdout, "synthetic": inputs.synthetic}
     return _jsonable(
@@ -112,6 +113,8 @@ def build_report(
             "views": {
                 name: str(Path(path).relative_to(Path(config.out))) for name, path in views.items()
             },
+            # per view: points shown per source, of how many, seeded subsample (views.Drawn)
+            "view_samples": view_samples or {},
             "config_file": "config.json",
         }
     )
@@ -167,6 +170,7 @@ def write_report(
     pixels,
     run_id,
     seconds,
+    view_samples: dict | None = None,
 ) -> tuple[dict, Path, Path]:
     report = build_report(
         config=config,
@@ -179,6 +183,7 @@ def write_report(
         views=views,
         run_id=run_id,
         seconds=seconds,
+        view_samples=view_samples,
     )
     save(config, out / "config.json", thresholds_resolved=to_dict(thresholds))
     json_path, html_path = out / "report.json", out / "report.html"

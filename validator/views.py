@@ -7,18 +7,20 @@ features); t-SNE (van der Maaten & Hinton, JMLR 2008; scikit-learn) after PCA to
 perplexity min(30, (N - 1) / 3) for small sets, on at most :data:`TSNE_MAX_PER_SOURCE` images
 per source (a seeded random subsample beyond it: t-SNE's time grows faster than N); thumbnail
 maps paste at most :data:`THUMBNAILS_MAX_PER_SOURCE` per source (the canvas holds about 1000).
-Every subsample is stated in the plot's title.
+Every subsample is stated in the plot's title and in report.json (``view_samples``: points
+shown per source, of how many, the seed; :class:`Drawn`).
 Synthetic images forming their own island, away from the real ones, is the failure these views
 were drawn to show. Rendering: matplotlib's Agg backend, PNG files.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from validator.neighbours import DEFAULT_MEMORY_MB, chunk_rows
+from validator.budget import DEFAULT_MEMORY_MB, fit_pca
 
 COLOURS = {"real": "#1f77b4", "holdout": "#2ca02c", "synthetic": "#d62728"}
 TSNE_MAX_PER_SOURCE = 5000
@@ -27,26 +29,11 @@ THUMBNAILS_MAX_PER_SOURCE = 1000
 
 def pca_2d(parts: list[np.ndarray], memory_mb: float = DEFAULT_MEMORY_MB) -> list[np.ndarray]:
     """2-D PCA coordinates of the standardized rows of all ``parts`` together (one [n_i, 2]
-    array per part), in chunks of float64 rows within ``memory_mb``: the same projection as
-    scikit-learn's StandardScaler + PCA(2) up to the sign of each axis."""
-    dim = parts[0].shape[1]
-    rows = chunk_rows(1, memory_mb, cell_bytes=3 * 8 * dim)
-    chunks = [(p, s) for p in parts for s in range(0, len(p), rows)]
-    n = sum(len(p) for p in parts)
-    mean = sum(p[s : s + rows].sum(0, dtype=np.float64) for p, s in chunks) / n
-    var = sum(((p[s : s + rows] - mean) ** 2).sum(0) for p, s in chunks) / n
-    scale = np.where(var > 0, np.sqrt(var), 1.0)
-    cov = np.zeros((dim, dim))
-    for p, s in chunks:
-        z = (p[s : s + rows] - mean) / scale
-        cov += z.T @ z
-    axes = np.linalg.eigh(cov)[1][:, ::-1][:, :2]
-    return [
-        np.concatenate(
-            [((p[s : s + rows] - mean) / scale) @ axes for s in range(0, len(p), rows)]
-        ).reshape(len(p), 2)
-        for p in parts
-    ]
+    array per part), in chunks of float64 rows within ``memory_mb``
+    (:func:`validator.budget.fit_pca`): the same projection as scikit-learn's StandardScaler +
+    PCA(2) up to the sign of each axis."""
+    fit = fit_pca([(p, None) for p in parts], 2, memory_mb)
+    return [fit.transform([(p, None)], memory_mb).reshape(len(p), 2) for p in parts]
 
 
 def subsample(counts: dict[str, int], limit: int, seed: int) -> dict[str, np.ndarray]:
@@ -64,17 +51,15 @@ def subsample_note(counts: dict[str, int], picked: dict[str, np.ndarray]) -> str
     return "seeded random subsample: " + ", ".join(parts) if parts else ""
 
 
-def embed(features: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
-    from sklearn.decomposition import PCA
-    from sklearn.preprocessing import StandardScaler
-
-    x = StandardScaler().fit_transform(np.asarray(features, np.float64))
-    if method == "pca":
-        return PCA(2, svd_solver="full").fit_transform(x)
+def tsne_2d(parts: list, seed: int = 0, memory_mb: float = DEFAULT_MEMORY_MB) -> np.ndarray:
+    """t-SNE coordinates of the rows ``parts`` name ((array, row indices) pairs, together),
+    after standardization and PCA to 50 dimensions fitted in chunks within ``memory_mb``
+    (no copy of the rows)."""
     from sklearn.manifold import TSNE
 
-    n = len(x)
-    x = PCA(min(50, n - 1, x.shape[1]), svd_solver="full").fit_transform(x)
+    n = sum(len(rows) for _, rows in parts)
+    fit = fit_pca(parts, min(50, n - 1, parts[0][0].shape[1]), memory_mb)
+    x = fit.transform(parts, memory_mb)
     perplexity = float(max(2.0, min(30.0, (n - 1) / 3)))
     method = "exact" if n <= 500 else "barnes_hut"  # exact is faster for small sets
     return TSNE(
@@ -149,6 +134,27 @@ def _titled(title: str, note: str) -> str:
     return f"{title}\n{note}" if note else title
 
 
+def _sample(counts: dict[str, int], shown: dict[str, np.ndarray], seed: int | None) -> dict:
+    """What a view shows, for report.json: points per source, of how many, the seed."""
+    note = subsample_note(counts, shown)
+    return {
+        "shown": {n: int(len(shown[n])) for n in counts},
+        "of": dict(counts),
+        "subsampled": bool(note),
+        "seed": seed if note else None,
+        "note": note,
+    }
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """The views written: {name: PNG path}, and per name what it shows (:func:`_sample`:
+    points per source, of how many, seeded subsample or not; for report.json)."""
+
+    files: dict[str, Path]
+    samples: dict[str, dict]
+
+
 def draw_views(
     sets: dict[str, tuple[np.ndarray, np.ndarray]],
     out_dir: Path,
@@ -159,10 +165,11 @@ def draw_views(
     memory_mb: float = DEFAULT_MEMORY_MB,
     tsne_max_per_source: int = TSNE_MAX_PER_SOURCE,
     thumbnails_max_per_source: int = THUMBNAILS_MAX_PER_SOURCE,
-) -> dict[str, Path]:
+) -> Drawn:
     """``sets``: {"real"|"holdout"|"synthetic": (features, uint8 images)}. Writes
-    {pca,tsne}_{scatter,thumbnails}.png into ``out_dir``; returns {name: path}. PCA on every
-    image; t-SNE and the thumbnails on seeded subsamples (stated in the titles)."""
+    {pca,tsne}_{scatter,thumbnails}.png into ``out_dir``. PCA on every image; t-SNE (seed
+    ``seed``) and the thumbnails (seed ``seed + 1``) on seeded subsamples, stated in the titles
+    and in the returned :attr:`Drawn.samples`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     names = [n for n in COLOURS if n in sets]
     counts = {n: len(sets[n][0]) for n in names}
@@ -170,14 +177,13 @@ def draw_views(
     embeddings = {"pca": (pca, {n: np.arange(c) for n, c in counts.items()})}
     if tsne and sum(counts.values()) >= 5:
         picked = subsample(counts, tsne_max_per_source, seed)
-        feats = np.concatenate([sets[n][0][picked[n]] for n in names])
-        coords = embed(feats, "tsne", seed)
+        coords = tsne_2d([(sets[n][0], picked[n]) for n in names], seed, memory_mb)
         bounds = np.cumsum([0] + [len(picked[n]) for n in names])
         embeddings["tsne"] = (
             {n: coords[bounds[i] : bounds[i + 1]] for i, n in enumerate(names)},
             picked,
         )
-    written = {}
+    written, samples = {}, {}
     for method, (coords, shown) in embeddings.items():
         title = f"{'PCA' if method == 'pca' else 't-SNE'} of {label}"
         groups = np.concatenate([[n] * len(shown[n]) for n in names])
@@ -189,14 +195,20 @@ def draw_views(
             path,
         )
         written[f"{method}_scatter"] = path
+        samples[f"{method}_scatter"] = _sample(counts, shown, seed)
         thumbs = subsample({n: len(shown[n]) for n in names}, thumbnails_max_per_source, seed + 1)
         path = out_dir / f"{method}_thumbnails.png"
+        pasted = {n: shown[n][thumbs[n]] for n in names}
         _thumbnails(
             np.concatenate([coords[n][thumbs[n]] for n in names]),
             np.concatenate([[n] * len(thumbs[n]) for n in names]),
-            [sets[n][1][shown[n][thumbs[n]]] for n in names],
-            _titled(title, subsample_note(counts, {n: shown[n][thumbs[n]] for n in names})),
+            [sets[n][1][pasted[n]] for n in names],
+            _titled(title, subsample_note(counts, pasted)),
             path,
         )
         written[f"{method}_thumbnails"] = path
-    return written
+        samples[f"{method}_thumbnails"] = {
+            **_sample(counts, pasted, seed + 1),
+            "layout_from": f"{method}_scatter",
+        }
+    return Drawn(written, samples)

@@ -26,7 +26,8 @@ from tests.e2e.engine import Container, Engine, EngineMissing, detect_engine
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 DATA = ROOT / "data" / "isic-demo"
-WRITABLE = ("runs", "model", "features", "fetched", "report")  # written by the images' uid 10001
+# written by the images' uid 10001
+WRITABLE = ("runs", "model", "features", "fetched", "report", "release")
 
 SUMMARY = pytest.StashKey[list[str]]()
 

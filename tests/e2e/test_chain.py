@@ -8,7 +8,10 @@
 3. the host's client (``python -m serving.client``) fetches a batch of PNGs;
 4. the validator (dermsynth-serve, entrypoint ``python``) validates the batch against the real
    sample and writes report.json + report.html;
-5. SIGTERM to the server: it drains and exits 0.
+5. the release step (dermsynth-serve, no TensorFlow): keygen, a signed bundle of the validated
+   batch (stamped -FAIL/-RANDOM-WEIGHTS as the gate cannot pass here), verified in the image and
+   on the host, which also sees a tampered copy refused;
+6. SIGTERM to the server: it drains and exits 0.
 
 Each step is a module-scoped fixture (run once, its failure reported by every test that needs
 it); each test checks one step's artifacts and exit codes. The release gate itself is EXPECTED
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -271,6 +275,42 @@ def report(tools_ctr, data_dir, fetched, model_dir, features, workdir) -> tuple[
     return run_logged(argv, workdir / "validate.log", timeout=900), workdir / "report"
 
 
+@pytest.fixture(scope="module")
+def bundle(tools_ctr, data_dir, fetched, model_dir, report, workdir) -> Path:
+    out = workdir / "release"  # made writable for the images' user by the workdir fixture
+    mounts = (
+        Mount(data_dir, "/real", read_only=True),
+        Mount(fetched, "/synthetic", read_only=True),
+        Mount(model_dir, "/model", read_only=True),
+        Mount(report[1], "/report", read_only=True),
+        Mount(out, "/release"),
+    )
+
+    def validator(*args: str, log: str) -> Step:
+        argv = tools_ctr.command(["-m", "validator", *args], mounts=mounts, entrypoint="python")
+        return run_logged(argv, workdir / log, timeout=600)
+
+    passed(validator("keygen", "--out", "/release/key", log="keygen.log"), "validator keygen")
+    step = validator(
+        "release",
+        *("--report", "/report", "--synthetic", "/synthetic", "--model-dir", "/model"),
+        *("--real", "/real", "--key", "/release/key", "--out", "/release/out"),
+        *("--allow-fail", "--allow-random-weights"),
+        log="release.log",
+    )
+    passed(step, "validator release (serving image)")
+    (folder,) = [p for p in (out / "out").iterdir() if p.is_dir()]
+    step = validator(
+        "verify",
+        f"/release/out/{folder.name}.tar.gz",
+        "--public-key",
+        "/release/key.pub",
+        log="verify.log",
+    )
+    passed(step, "validator verify (serving image)")
+    return folder
+
+
 # --- the checks ------------------------------------------------------------------------------
 
 
@@ -348,6 +388,27 @@ def test_the_validator_reports_a_verdict_that_matches_its_exit_code(report, summ
         + ", ".join(f"{c['name']} {c['status']}" for c in checks)
         + ") on random Xception weights"
     )
+
+
+def test_the_release_bundle_verifies_and_a_tampered_copy_does_not(bundle, summary):
+    assert "RANDOM-WEIGHTS" in bundle.name, f"random-weight release not stamped: {bundle.name}"
+    key = bundle.parent.parent / "key"
+    assert key.stat().st_mode & 0o077 == 0, f"private key mode {key.stat().st_mode:o}"
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["generation"]["seed"] == SEED and len(manifest["images"]) == COUNT
+    host = [sys.executable, "-m", "validator", "verify"]
+    pub = ["--public-key", str(key.with_suffix(".pub"))]
+    ok = subprocess.run([*host, str(bundle), *pub], cwd=ROOT, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    tampered = bundle.parent / "tampered" / bundle.name
+    shutil.copytree(bundle, tampered)
+    image = tampered / manifest["images"][0]["file"]
+    image.write_bytes(image.read_bytes() + b"\0")
+    bad = subprocess.run([*host, str(tampered), *pub], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 1 and f"changed: {manifest['images'][0]['file']}" in bad.stdout, (
+        bad.stdout + bad.stderr
+    )
+    summary(f"release bundle {bundle.name}: {COUNT} images, verified in the image and on the host")
 
 
 def test_sigterm_drains_the_server_and_it_exits_0(server):

@@ -228,3 +228,25 @@ def test_bad_model_exits_2_in_a_real_process(tiny_model_dir, tmp_path):
     )
     assert run.returncode == 2
     assert "latent_dim 17" in run.stderr and "listening" not in run.stderr
+
+
+def test_bytes_are_identical_across_separate_server_processes(tiny_model_dir, make_server):
+    """The release bundle and the replicas rely on this: another server *process* (its own
+    ONNX Runtime session, other inference batch and thread count) returns the same PNG bytes
+    for every (seed, index) as an in-process server, and a second process the same again."""
+    from tests.serving.conftest import collect
+
+    _, target = make_server()
+    with grpc.insecure_channel(target) as channel:
+        want = collect(pb_grpc.GeneratorStub(channel), seed=31, count=24, batch_size=8)
+    for extra in (("--inference-batch", "5"), ("--inference-workers", "1")):
+        proc, target = start_server(tiny_model_dir, *extra)
+        try:
+            with grpc.insecure_channel(target) as channel:
+                got = collect(
+                    pb_grpc.GeneratorStub(channel), seed=31, count=24, start_index=0, batch_size=24
+                )
+        finally:
+            proc.kill()
+            proc.wait(10)
+        assert got == want, f"bytes differ in a separate process ({' '.join(extra)})"

@@ -106,6 +106,9 @@ def test_two_processes_train_identical_weights_and_resume_across_processes(datas
     assert quality[0]["best"] == quality[1]["best"]
     state = json.loads((straight / "checkpoints" / "epoch_0003" / "state.json").read_text())
     assert {"tensorflow", "cpu", "intra_op_threads", "onednn"} <= set(state["environment"])
+    # the step's settings that auto chose (trainer.throughput), kept by the resume
+    assert {"jit_compile", "precision"} <= set(state["environment"])
+    assert "training step: XLA" in (other / "run.log").read_text()
     assert "determinism on" in (straight / "run.log").read_text()
 
 

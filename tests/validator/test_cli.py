@@ -104,6 +104,11 @@ def test_validate_end_to_end_without_tensorflow(split, xception_onnx, tmp_path):
     assert "<img" in html and 'src="plots/' not in html  # self-contained
     for name in ("pca_scatter", "pca_thumbnails", "tsne_scatter", "tsne_thumbnails"):
         assert (out / "plots" / f"{name}.png").stat().st_size > 1000
+        # what each view shows is in report.json and the HTML, not only in the plot's title
+        sample = report["view_samples"][name]
+        assert sample["of"] == {"real": 60, "holdout": 30, "synthetic": 40}
+        assert sample["shown"] == sample["of"] and not sample["subsampled"]
+    assert "every image: 60 of 60 real, 30 of 30 holdout, 40 of 40 synthetic" in html
     lines = [json.loads(line) for line in (out / "checks.jsonl").read_text().splitlines()]
     assert [line["name"] for line in lines] == [c["name"] for c in report["checks"]]
     assert {line["run_id"] for line in lines} == {report["run_id"]}

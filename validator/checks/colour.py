@@ -21,7 +21,7 @@ import numpy as np
 
 from common.quality import ColourPool, colour_distance, compare_with_spread, lab_moments
 from validator.checks import CheckInputs, CheckResult, register
-from validator.checks.weight_free import comparison_pixels, spread_result
+from validator.checks.weight_free import comparison_pixels, pixel_sample, spread_result
 
 
 def _rgb(colours: np.ndarray) -> str:
@@ -43,6 +43,7 @@ def colour(inputs: CheckInputs) -> CheckResult:
         **{f"real_{k}": v for k, v in lab_moments(real).items()},
         **{f"synthetic_{k}": v for k, v in lab_moments(synthetic).items()},
         "side_px": side,
+        **pixel_sample(inputs),
     }
     return spread_result(
         "colour",

@@ -10,7 +10,9 @@ distance larger. The statistic is the cell average weighted by the held-out shar
 over the cells holding at least ``max(3, 0.05 m)`` synthetic images (the paper's τ threshold;
 sparse cells are left out and counted). Z_U << 0: synthetic images are closer to the training
 set than unseen real images are: data-copying; the check fails below ``data_copying_z``
-(default -3, the paper's significance level). Cells: k-means on L2-normalised Xception features.
+(default -3, the paper's significance level). Cells: k-means on L2-normalised Xception features
+of the training set (of a seeded random subset when their copy would exceed half of
+``--memory-mb``: :func:`kmeans_rows`, stated as ``kmeans_fit_rows``).
 Distances: both spaces of :mod:`validator.checks.dcr` (feature cosine, and the mirror/zoom-
 invariant pixel space), each tested; the lower Z_U counts (a feature extractor with random
 weights is too weak on its own). Mann-Whitney only uses ranks, so cosine distance gives the same
@@ -28,9 +30,10 @@ from __future__ import annotations
 import numpy as np
 from sklearn.cluster import KMeans
 
+from validator.budget import rows_within
 from validator.checks import CheckInputs, CheckResult, register
 from validator.checks.dcr import analyse
-from validator.neighbours import chunk_rows, unit_rows
+from validator.neighbours import unit_rows
 
 
 def z_u(test_d: np.ndarray, syn_d: np.ndarray) -> float:
@@ -54,6 +57,27 @@ def _cell_average(cell_t, cell_s, d_t, d_s, k, min_syn) -> tuple[float | None, l
         weights.append(len(a))
         cells.append({"cell": c, "holdout": int(len(a)), "synthetic": int(len(b)), "z_u": z})
     return (float(np.average(zs, weights=weights)) if zs else None), cells, skipped
+
+
+def kmeans_rows(n: int, dim: int, memory_mb: float, seed: int) -> np.ndarray:
+    """Training rows k-means is fitted on: all of them when their unit-norm float32 copy fits
+    half of ``memory_mb``, else a seeded random subset of that many (stated in the result; the
+    cells stay a partition made from the training set alone, as the test requires)."""
+    limit = rows_within(memory_mb / 2, 4 * dim)
+    if n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
+
+
+def _cells(km, x: np.ndarray, rows: np.ndarray | None, memory_mb: float) -> np.ndarray:
+    """k-means cell of every row (of ``x[rows]``), normalized a chunk at a time."""
+    n = len(x) if rows is None else len(rows)
+    step = rows_within(memory_mb / 2, 4 * (2 * x.shape[1] + km.n_clusters))
+    out = [
+        km.predict(unit_rows(x[i : i + step] if rows is None else x[rows[i : i + step]]))
+        for i in range(0, n, step)
+    ]
+    return np.concatenate(out) if out else np.zeros(0, np.int32)
 
 
 @register("data_copying", "privacy")
@@ -80,20 +104,23 @@ def data_copying(inputs: CheckInputs) -> CheckResult:
             thresholds=limits,
             note="fewer than 2 held-out images of lesions not in the training set: cannot test",
         )
-    train, test = unit_rows(inputs.real), unit_rows(inputs.holdout[kept])
-    k = t.data_copying_cells or max(1, min(20, len(test) // 20))
-    k = min(k, len(train))
-    km = KMeans(n_clusters=k, n_init=3, random_state=inputs.seed).fit(train)
-    cell_t = km.predict(test)
-    step = chunk_rows(1, inputs.memory_mb, cell_bytes=4 * (inputs.synthetic.shape[1] + k))
-    cell_s = np.concatenate(  # normalized a chunk at a time: no copy of the synthetic set
-        [
-            km.predict(unit_rows(inputs.synthetic[i : i + step]))
-            for i in range(0, len(inputs.synthetic), step)
-        ]
-    )
+    k = t.data_copying_cells or max(1, min(20, len(kept) // 20))
+    k = min(k, len(inputs.real))
+    fit_rows = kmeans_rows(len(inputs.real), inputs.real.shape[1], inputs.memory_mb, inputs.seed)
+    km = KMeans(n_clusters=k, n_init=3, random_state=inputs.seed, copy_x=False)
+    train = inputs.real if len(fit_rows) == len(inputs.real) else inputs.real[fit_rows]
+    km.fit(unit_rows(train))  # our own copy: k-means may centre it in place
+    del train
+    cell_t = _cells(km, inputs.holdout, kept, inputs.memory_mb)
+    cell_s = _cells(km, inputs.synthetic, None, inputs.memory_mb)
     min_syn = max(3, int(0.05 * len(cell_s)))
-    numbers: dict = {"cells": k, "min_synthetic_per_cell": min_syn, "holdout_count": len(kept)}
+    numbers: dict = {
+        "cells": k,
+        "min_synthetic_per_cell": min_syn,
+        "holdout_count": len(kept),
+        "kmeans_fit_rows": len(fit_rows),
+        "kmeans_fit_subsampled": len(fit_rows) < len(inputs.real),
+    }
     stats = []
     for name, space in (("feature", a.feature), ("pixel", a.pixel)):
         stat, cells, skipped = _cell_average(

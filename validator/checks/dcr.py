@@ -9,7 +9,9 @@ evaluation of privacy preserving synthetic health data", Neurocomputing 2020; sy
    - pixel space: the image shrunk to ``dcr_pixel_size`` px (box filter), mean removed, so the
      cosine distance is 1 - Pearson correlation (cancels brightness/contrast changes); every
      training image is also compared mirrored and zoomed (centre crops ``dcr_zooms``, undoing a
-     crop-and-resize), the minimum counts; low resolution ignores JPEG re-encoding.
+     crop-and-resize), the minimum counts; low resolution ignores JPEG re-encoding. These
+     vectors are made a block of images at a time within ``--memory-mb``
+     (:mod:`validator.checks.pixel_space`).
 2. The baseline: the same distance for real images the generator never saw
    (:mod:`validator.checks.real_baseline`): held-out images of lesions not in the training
    set; without a held-out set (or fewer than ``MIN_HOLDOUT``), leave-one-out training images.
@@ -33,7 +35,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 from validator.checks import CheckInputs, CheckResult, register
 from validator.checks.calibration import (
@@ -45,39 +46,14 @@ from validator.checks.calibration import (
     leave_one_out_p,
     tail_exponent,
 )
+from validator.checks.pixel_space import pixel_rows
 from validator.checks.real_baseline import RealSets, real_sets
-from validator.neighbours import nearest
+from validator.neighbours import Rows, nearest
 
 K = 3  # nearest real images kept per synthetic image (report thumbnails, NNDR)
 MIN_HOLDOUT = 10  # fewer held-out images (of unseen lesions): leave-one-out baseline
 MIN_BASELINE = 10  # fewer baseline distances: no calibrated test, dcr fails closed
 MAX_LISTED = 200
-
-
-def pixel_vectors(images: np.ndarray, size: int, zoom: float = 1.0) -> np.ndarray:
-    """[N, size*size*3] float32: centre crop ``zoom`` of each uint8 image, box-resized to
-    ``size``, mean removed per image."""
-    out = np.empty((len(images), size * size * 3), dtype=np.float32)
-    for i, img in enumerate(images):
-        side = img.shape[0]
-        crop = max(1, round(side * zoom))
-        off = (side - crop) // 2
-        pil = Image.fromarray(img[off : off + crop, off : off + crop])
-        v = np.asarray(pil.resize((size, size), Image.Resampling.BOX), dtype=np.float32)
-        out[i] = v.reshape(-1) - v.mean()
-    return out
-
-
-def pixel_views(images: np.ndarray, size: int, zooms, vertical: bool) -> list[np.ndarray]:
-    """Every (zoom, mirror) view of the reference images, each [N, D] in the same order."""
-    views = []
-    for zoom in zooms:
-        base = pixel_vectors(images, size, zoom).reshape(len(images), size, size, 3)
-        flips = [base, base[:, :, ::-1]]
-        if vertical:
-            flips += [base[:, ::-1], base[:, ::-1, ::-1]]
-        views += [f.reshape(len(images), -1) for f in flips]
-    return views
 
 
 @dataclass
@@ -167,17 +143,21 @@ def analyse(inputs: CheckInputs) -> DCRAnalysis:
         )
         kept, members = sets.holdout_kept, sets.loo_members
         size, zooms, vert = t.dcr_pixel_size, t.dcr_zooms, t.dcr_vertical_mirror
-        train_views = pixel_views(inputs.real_pixels, size, zooms, vert)
-        train_px = pixel_vectors(inputs.real_pixels, size)
-        syn_px = pixel_vectors(inputs.synthetic_pixels, size)
+        # pixel vectors and views made a block at a time, never for a whole set
+        train_views = pixel_rows(inputs.real_pixels, size, zooms, mirrors=True, vertical=vert)
+        loo_px = pixel_rows(inputs.real_pixels, size, rows=members)
+        syn_px = pixel_rows(inputs.synthetic_pixels, size)
         hold_px = hold_views = hold_f = None
         if has_h and len(kept):
-            hold_px = pixel_vectors(inputs.holdout_pixels[kept], size)
-            hold_views = pixel_views(inputs.holdout_pixels[kept], size, zooms, vert)
-            hold_f = inputs.holdout[kept]
+            hold_px = pixel_rows(inputs.holdout_pixels, size, rows=kept)
+            hold_views = pixel_rows(
+                inputs.holdout_pixels, size, zooms, mirrors=True, vertical=vert, rows=kept
+            )
+            hold_f = Rows.of(inputs.holdout, kept)
         mb = inputs.memory_mb
-        feat = _space(inputs.synthetic, inputs.real, hold_f, hold_f, inputs.real[members], sets, mb)
-        pix = _space(syn_px, train_views, hold_px, hold_views, train_px[members], sets, mb)
+        loo_f = Rows.of(inputs.real, members)
+        feat = _space(inputs.synthetic, inputs.real, hold_f, hold_f, loo_f, sets, mb)
+        pix = _space(syn_px, train_views, hold_px, hold_views, loo_px, sets, mb)
         p = combine_spaces(feat.p, pix.p)
         flagged = benjamini_hochberg(p, t.dcr_fdr)
         cutoff = float(p[flagged].max()) if flagged.any() else 0.0

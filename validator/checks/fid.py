@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
+from validator.budget import DEFAULT_MEMORY_MB, left_for_chunks, rows_within, square_mb
 from validator.checks import CheckInputs, CheckResult, register
 
 
@@ -41,9 +42,16 @@ def mean_cov(x: np.ndarray, rows: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     return mu, cov / (len(x) - 1)
 
 
-def frechet_distance(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> float:
+def frechet_distance(
+    a: np.ndarray, b: np.ndarray, eps: float = 1e-6, *, memory_mb: float = DEFAULT_MEMORY_MB
+) -> float:
+    """FID of two feature sets; the covariances are accumulated in chunks of rows within
+    ``memory_mb`` beside the d x d arrays (about 8 of them: covariances, product, its complex
+    square root; :mod:`validator.budget` leaves those out of the rule)."""
     if len(a) < 2 or len(b) < 2:
         raise ValueError("FID needs at least 2 real and 2 synthetic images")
+    dim = np.shape(a)[1]
+    rows = rows_within(left_for_chunks(memory_mb, square_mb(dim, 8)), 8 * dim)
     if min(len(a), len(b)) <= np.shape(a)[1]:
         a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)  # few rows: small copies
         mu1, mu2 = a.mean(0), b.mean(0)
@@ -52,7 +60,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> float:
         tr2 = float(((b - mu2) ** 2).sum() / (len(b) - 1))
         value = diff @ diff + tr1 + tr2 - 2 * trace_sqrt_product_lowrank(a, b)
         return float(max(value, 0.0))
-    (mu1, s1), (mu2, s2) = mean_cov(a), mean_cov(b)
+    (mu1, s1), (mu2, s2) = mean_cov(a, rows), mean_cov(b, rows)
     diff = mu1 - mu2
     covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
     if not np.isfinite(covmean).all():
@@ -66,7 +74,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> float:
 def fid(inputs: CheckInputs) -> CheckResult:
     """Fréchet Inception(-style) Distance on Xception features (Heusel et al. 2017)."""
     limit = inputs.thresholds.fid_max
-    value = frechet_distance(inputs.real, inputs.synthetic)
+    value = frechet_distance(inputs.real, inputs.synthetic, memory_mb=inputs.memory_mb)
     return CheckResult(
         name="fid",
         kind="quality",

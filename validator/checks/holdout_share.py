@@ -30,8 +30,9 @@ import numpy as np
 
 from validator.checks import CheckInputs, CheckResult, register
 from validator.checks.calibration import lower_bound
-from validator.checks.dcr import MIN_HOLDOUT, analyse, pixel_vectors, pixel_views
-from validator.neighbours import nearest
+from validator.checks.dcr import MIN_HOLDOUT, analyse
+from validator.checks.pixel_space import pixel_rows
+from validator.neighbours import Rows, nearest
 
 
 def equal_size_share(share: float, n_train: int, n_holdout: int) -> float:
@@ -51,11 +52,12 @@ def _real_share(inputs: CheckInputs, space: str, kept, to_train) -> float | None
         return None
     t = inputs.thresholds
     if space == "feature":
-        q = ref = inputs.holdout[kept]
-    else:
-        q = pixel_vectors(inputs.holdout_pixels[kept], t.dcr_pixel_size)
-        ref = pixel_views(
-            inputs.holdout_pixels[kept], t.dcr_pixel_size, t.dcr_zooms, t.dcr_vertical_mirror
+        q = ref = Rows.of(inputs.holdout, kept)
+    else:  # made a block at a time (validator.checks.pixel_space)
+        px, size = inputs.holdout_pixels, t.dcr_pixel_size
+        q = pixel_rows(px, size, rows=kept)
+        ref = pixel_rows(
+            px, size, t.dcr_zooms, mirrors=True, vertical=t.dcr_vertical_mirror, rows=kept
         )
     to_other = nearest(q, ref, 1, exclude_self=True, memory_mb=inputs.memory_mb)[0][:, 0]
     share = _closer(to_train, to_other) / len(kept)

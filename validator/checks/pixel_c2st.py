@@ -23,7 +23,7 @@ import numpy as np
 from common.image_stats import image_statistics, ridge_cv_auc
 from common.quality import compare_with_spread
 from validator.checks import CheckInputs, CheckResult, register
-from validator.checks.weight_free import comparison_pixels, spread_result
+from validator.checks.weight_free import comparison_pixels, pixel_sample, spread_result
 
 
 class _Features:
@@ -55,6 +55,6 @@ def pixel_c2st(inputs: CheckInputs) -> CheckResult:
         decisive=["auc"],
         limit=inputs.thresholds.pixel_c2st_max_z,
         limit_name="pixel_c2st_max_z",
-        extra={"side_px": side},
+        extra={"side_px": side, **pixel_sample(inputs)},
         what="colour and texture statistics",
     )

@@ -34,7 +34,7 @@ import numpy as np
 from common.quality import SwdPool, compare_with_spread, nhoods_for
 from common.quality import swd as swd_distance
 from validator.checks import CheckInputs, CheckResult, register
-from validator.checks.weight_free import comparison_pixels, spread_result
+from validator.checks.weight_free import comparison_pixels, pixel_sample, spread_result
 
 
 @register("swd", "quality", weight_free=True)
@@ -56,6 +56,6 @@ def swd(inputs: CheckInputs) -> CheckResult:
         decisive=levels,
         limit=t.swd_max_z,
         limit_name="swd_max_z",
-        extra={"side_px": side},
+        extra={"side_px": side, **pixel_sample(inputs)},
         what="texture or sharpness at the levels named",
     )

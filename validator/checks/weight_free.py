@@ -8,6 +8,12 @@ reduced to 64 px, and every check would fail on the enlargement, not on the gene
 sets are reduced (Lanczos) to the largest power of two that is at most the pixel size and at
 most the smallest side of the synthetic files (read from their headers).
 
+Memory: the statistics are computed on a whole set at once (about 16-24 bytes per pixel value,
+measured), so each set enters as a seeded random subsample once both would exceed
+``--memory-mb`` (:func:`images_within`: at 64 px and 1024 MiB, 1,365 images per set), stated in
+the result (``real_compared``, ``synthetic_compared``, ``subsampled``) and its note. The test is
+the same; its set size m is then that of the subsample.
+
 The spread (:func:`common.quality.compare_with_spread`), all at the set size m =
 min(synthetic, real // 2) that the real-vs-synthetic value uses too (distances between finite
 samples depend on their size):
@@ -26,9 +32,12 @@ from __future__ import annotations
 import numpy as np
 
 from common.quality import Spread
+from validator.budget import rows_within
 from validator.checks import CheckInputs, CheckResult
 
 MIN_SIZE = 16  # the smallest side the SWD pyramid (and the texture statistics) work at
+WORK_BYTES_PER_VALUE = 32  # working bytes per uint8 pixel value of the pools (images_within)
+MIN_PER_SET = 200  # a budget below this many images per set still compares this many
 MAX_HEADERS = 2000  # synthetic files whose size is read to find their resolution
 
 
@@ -60,8 +69,22 @@ def _resize(images: np.ndarray, size: int) -> np.ndarray:
     )
 
 
+def images_within(memory_mb: float, side: int) -> int:
+    """Images (real and synthetic together) whose pools fit ``memory_mb``: the statistics are
+    computed on all of a set's images at once, about :data:`WORK_BYTES_PER_VALUE` bytes per
+    pixel value (float64 CIELAB, pyramids, histograms, patches; measured 16 for colour and
+    pixel_c2st, 24 for swd at 64 px)."""
+    return rows_within(memory_mb, WORK_BYTES_PER_VALUE * side * side * 3)
+
+
+def _capped(n: int, cap: int, rng: np.random.Generator) -> np.ndarray | None:
+    return None if n <= cap else np.sort(rng.choice(n, cap, replace=False))
+
+
 def comparison_pixels(inputs: CheckInputs) -> tuple[np.ndarray, np.ndarray, int]:
-    """(real, synthetic, side): uint8 pixels of both sets at the side they are compared at."""
+    """(real, synthetic, side): uint8 pixels of both sets at the side they are compared at;
+    beyond :func:`images_within` ``--memory-mb`` (half each, at least :data:`MIN_PER_SET`), a
+    seeded random subsample of each set (:func:`pixel_sample` states it)."""
 
     def compute():
         side = inputs.real_pixels.shape[1]
@@ -72,15 +95,29 @@ def comparison_pixels(inputs: CheckInputs) -> tuple[np.ndarray, np.ndarray, int]
                 f"the weight-free checks need images of at least {MIN_SIZE} px "
                 f"(synthetic: {native} px, pixel size {side})"
             )
-        if target == side:
-            return inputs.real_pixels, inputs.synthetic_pixels, side
-        return (
-            _resize(inputs.real_pixels, target),
-            _resize(inputs.synthetic_pixels, target),
-            target,
-        )
+        cap = max(MIN_PER_SET, images_within(inputs.memory_mb, target) // 2)
+        rng = np.random.default_rng(inputs.seed)
+        real, syn = inputs.real_pixels, inputs.synthetic_pixels
+        rows = _capped(len(real), cap, rng), _capped(len(syn), cap, rng)
+        real, syn = (x if r is None else x[r] for x, r in zip((real, syn), rows))
+        if target != side:
+            real, syn = _resize(real, target), _resize(syn, target)
+        return real, syn, target
 
     return inputs.memo("weight_free_pixels", compute)
+
+
+def pixel_sample(inputs: CheckInputs) -> dict:
+    """How many images of each set the weight-free checks compared, of how many."""
+    real, syn, _ = comparison_pixels(inputs)
+    n_real, n_syn = len(inputs.real_pixels), len(inputs.synthetic_pixels)
+    return {
+        "real_compared": len(real),
+        "synthetic_compared": len(syn),
+        "real_total": n_real,
+        "synthetic_total": n_syn,
+        "subsampled": (len(real), len(syn)) != (n_real, n_syn),
+    }
 
 
 def spread_result(
@@ -127,6 +164,12 @@ def spread_result(
         note = (
             f"largest z {zs[worst]:.2f} ({worst}) <= {limit:g}: within what chance gives "
             f"for {spread.set_size} images"
+        )
+    if extra and extra.get("subsampled"):
+        note += (
+            f"; on a seeded random subsample of {extra['real_compared']} of {extra['real_total']} "
+            f"real and {extra['synthetic_compared']} of {extra['synthetic_total']} synthetic "
+            "images (--memory-mb)"
         )
     return CheckResult(
         name=name,
