@@ -58,11 +58,12 @@ serve: $(STAMP)  ## serve a model over gRPC: make serve MODEL=models/x
 validate: $(STAMP)  ## validate a synthetic folder: make validate REAL=dir SYN=dir XCEPTION=file.onnx OUT=reports/x
 	$(PY) -m validator validate --real $(REAL) --synthetic $(SYN) --features-model $(XCEPTION) --out $(OUT)
 
-bench: $(STAMP)  ## benchmarks: training step, gRPC stream, feature extraction, replicas (ratios, same run)
+bench: $(STAMP)  ## benchmarks: training step, gRPC stream, feature extraction, replicas (ratios, same run), release
 	$(PY) bench/train_bench.py
 	$(PY) bench/serve_bench.py
 	$(PY) bench/validator_bench.py
 	$(PY) bench/replicas_bench.py
+	$(PY) bench/release_bench.py
 
 bench-data: $(STAMP)  ## full-archive scale (~40 min, ~3.5 GB in /tmp): preparation, RSS vs N, first step, validator
 	$(PY) bench/data_bench.py

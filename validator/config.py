@@ -147,7 +147,8 @@ class RunSettings:
         default=1024,
         metadata=option(
             "MiB of working memory of each check and view (the chunks of nearest neighbours, "
-            "dcr's pixel views, prdc, PCA, c2st, k-means): bounds them whatever the set sizes; "
+            "dcr's pixel views, prdc, PCA, c2st, k-means; the weight-free checks compare a "
+            "stated subsample beyond it): bounds them whatever the set sizes; "
             "the features and pixels themselves come on top (100,000 x 2048 float32 features: "
             "800 MiB), and so do one value per image and the d x d covariances "
             "(validator/budget.py states the rule)",
@@ -217,6 +218,13 @@ class ValidateConfig(RunSettings):
         metadata=option("filter the real sets by this diagnosis (e.g. nevus, melanoma)"),
     )
     out: Path | None = field(default=None, metadata=option("report directory (required)"))
+    turing_results: Path | None = field(
+        default=None,
+        metadata=option(
+            "attach a visual Turing test's results (the JSON of `python -m validator turing "
+            "results --json`) to the report; shown, never part of the verdict"
+        ),
+    )
     progress: bool = field(default=True, metadata=option("show progress bars"))
 
     def validate(self) -> None:

@@ -63,6 +63,11 @@ def run_validation(
     started, run_id = time.time(), uuid.uuid4().hex[:12]
     if thresholds is None:
         thresholds = load_thresholds(config.thresholds)
+    turing = None
+    if config.turing_results is not None:  # checked before any work (exit 2 when bad)
+        from validator.turing.stats import load_results
+
+        turing = load_results(config.turing_results)
     out = _report_folder(Path(config.out), fetching=config.from_server is not None)
     model = model or FeatureModel(config.features_model, threads=config.threads)
     say("inputs", 0, 1, "scanning image folders")
@@ -145,6 +150,7 @@ def run_validation(
         verdict=verdict,
         views=views,
         view_samples=view_samples,
+        turing=turing,
         pixels=pixels,
         run_id=run_id,
         seconds=time.time() - started,

@@ -81,6 +81,7 @@ def build_report(
     run_id,
     seconds,
     view_samples: dict | None = None,
+    turing: dict | None = None,
 ) -> dict:
     sets = {"real": inputs.real, "holdout": inputs.holdout, "synthetic": inputs.synthetic}
     return _jsonable(
@@ -115,9 +116,20 @@ def build_report(
             },
             # per view: points shown per source, of how many, seeded subsample (views.Drawn)
             "view_samples": view_samples or {},
+            "turing": _turing(turing, sets.get("synthetic")),
             "config_file": "config.json",
         }
     )
+
+
+def _turing(results: dict | None, synthetic) -> dict | None:
+    """A visual Turing test's results, and whether its study showed images of this very
+    synthetic set (its folder's fingerprint equals the set's)."""
+    if results is None:
+        return None
+    study_set = ((results.get("study") or {}).get("fingerprint") or {}).get("synthetic")
+    this_set = None if synthetic is None else synthetic.index.fingerprint
+    return {"results": results, "same_synthetic_set": study_set == this_set}
 
 
 def render_html(report: dict, views: dict, pairs: list[dict]) -> str:
@@ -171,6 +183,7 @@ def write_report(
     run_id,
     seconds,
     view_samples: dict | None = None,
+    turing: dict | None = None,
 ) -> tuple[dict, Path, Path]:
     report = build_report(
         config=config,
@@ -184,6 +197,7 @@ def write_report(
         run_id=run_id,
         seconds=seconds,
         view_samples=view_samples,
+        turing=turing,
     )
     save(config, out / "config.json", thresholds_resolved=to_dict(thresholds))
     json_path, html_path = out / "report.json", out / "report.html"

@@ -147,7 +147,8 @@ class Thresholds:
         default=10000,
         metadata=option(
             "at most this many images per set enter the two-sample test (a seeded random "
-            "subsample beyond it, stated in the result: bounds its memory and time)",
+            "subsample beyond it, stated in the result): bounds its time; --memory-mb bounds "
+            "its memory",
             minimum=10,
         ),
     )

@@ -39,6 +39,7 @@ def mean_cov(x: np.ndarray, rows: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     for start in range(0, len(x), rows):
         c = x[start : start + rows] - mu
         cov += c.T @ c
+        del c  # before the next chunk is made: one float64 chunk at a time
     return mu, cov / (len(x) - 1)
 
 

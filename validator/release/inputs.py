@@ -28,6 +28,7 @@ from common.manifest import MANIFEST_FILE, ManifestError, ModelManifest
 from validator.release import STAMP_FAIL, STAMP_RANDOM
 from validator.release.config import ReleaseConfig
 from validator.release.licences import Terms, TrainingImage, aggregate, normalise, training_images
+from validator.turing.stats import load_results
 
 REPORT_SCHEMA = 1
 _IMAGE_NAME = re.compile(r"^(\d{8,})\.png$")  # serving.client.image_name
@@ -64,24 +65,6 @@ def _json(path: Path, what: str) -> dict:
         raise UserError(f"{what} {path}: not readable JSON ({exc})") from None
     if not isinstance(data, dict):
         raise UserError(f"{what} {path}: should hold a JSON object")
-    return data
-
-
-TURING_FORMAT, TURING_VERSION = "dermsynth-turing-results", 1  # validator.turing.stats
-
-
-def _turing(path: Path) -> dict:
-    """The JSON of ``python -m validator turing results --json``: shown on the card and
-    bundled (signed) as report/turing.json."""
-    data = _json(path, "--turing-results")
-    if data.get("format") != TURING_FORMAT or data.get("format_version") != TURING_VERSION:
-        raise UserError(
-            f"--turing-results {path}: not the output of `python -m validator turing results "
-            f"--json` ({TURING_FORMAT} v{TURING_VERSION})"
-        )
-    for key in ("study", "raters", "answers", "accuracy", "binomial_test", "summary"):
-        if key not in data:
-            raise UserError(f"--turing-results {path}: has no {key!r}")
     return data
 
 
@@ -237,7 +220,7 @@ def load(config: ReleaseConfig) -> ReleaseInputs:
         )
     fetch, images = _synthetic(synthetic_dir, model, report, json_path)
     training, licensed = _training(config, model)
-    turing = _turing(config.turing_results) if config.turing_results else None
+    turing = load_results(config.turing_results) if config.turing_results else None
     return ReleaseInputs(
         report_dir=report_dir,
         report=report,

@@ -29,6 +29,32 @@ FORMAT = "dermsynth-turing-results"
 FORMAT_VERSION = 1
 Z95 = 1.959963984540054  # the 97.5 % quantile of the standard normal distribution
 TOP = 10  # images listed per "fooled" list
+RESULT_KEYS = ("study", "raters", "answers", "accuracy", "binomial_test", "summary")
+
+
+def load_results(path, what: str = "--turing-results") -> dict:
+    """The JSON that ``python -m validator turing results --json`` wrote, checked (UserError,
+    naming ``what``), for a validation report or a release bundle's card."""
+    import json
+    from pathlib import Path
+
+    from common.errors import UserError
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"{what} {path}: not readable JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{what} {path}: should hold a JSON object")
+    if data.get("format") != FORMAT or data.get("format_version") != FORMAT_VERSION:
+        raise UserError(
+            f"{what} {path}: not the output of `python -m validator turing results --json` "
+            f"({FORMAT} v{FORMAT_VERSION})"
+        )
+    missing = [k for k in RESULT_KEYS if k not in data]
+    if missing:
+        raise UserError(f"{what} {path}: has no {', '.join(map(repr, missing))}")
+    return data
 
 
 def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float] | None:
