@@ -18,6 +18,20 @@ TINY_RESOLUTION = 32
 TINY_LATENT_DIM = 16
 
 
+@pytest.fixture(scope="session", autouse=True)
+def image_cache_dir(tmp_path_factory):
+    """No test touches the user's image cache: the session (and every process it starts)
+    shares one temporary DERMSYNTH_CACHE_DIR."""
+    root = tmp_path_factory.mktemp("image-cache")
+    saved = os.environ.get("DERMSYNTH_CACHE_DIR")
+    os.environ["DERMSYNTH_CACHE_DIR"] = str(root)
+    yield root
+    if saved is None:
+        os.environ.pop("DERMSYNTH_CACHE_DIR", None)
+    else:
+        os.environ["DERMSYNTH_CACHE_DIR"] = saved
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     import keras

@@ -5,7 +5,6 @@ their features and pixels."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -21,20 +20,6 @@ SAMPLE = ROOT.parent / "shared" / "data" / "isic-sample"
 DEMO = ROOT / "data" / "isic-demo"
 SIZE = 71
 PLANTED_SOURCES = 20
-
-
-@pytest.fixture(scope="session", autouse=True)
-def image_cache_dir(tmp_path_factory):
-    """Validator tests never touch the user's image cache: the session (and the processes it
-    starts) shares one temporary DERMSYNTH_CACHE_DIR."""
-    root = tmp_path_factory.mktemp("image-cache")
-    saved = os.environ.get("DERMSYNTH_CACHE_DIR")
-    os.environ["DERMSYNTH_CACHE_DIR"] = str(root)
-    yield root
-    if saved is None:
-        os.environ.pop("DERMSYNTH_CACHE_DIR", None)
-    else:
-        os.environ["DERMSYNTH_CACHE_DIR"] = saved
 
 
 @pytest.fixture(scope="session", autouse=True)

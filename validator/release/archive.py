@@ -23,6 +23,18 @@ from pathlib import Path, PurePosixPath
 CHUNK = 1 << 20
 
 
+def digest(fh, keep: bool) -> tuple[str, int, bytes | None]:
+    """sha256 and size of a file object read in chunks, and its bytes when ``keep`` (the
+    manifest and the signature, which verify reads whole)."""
+    sha, size, head = hashlib.sha256(), 0, []
+    for chunk in iter(partial(fh.read, CHUNK), b""):
+        sha.update(chunk)
+        size += len(chunk)
+        if keep:
+            head.append(chunk)
+    return sha.hexdigest(), size, b"".join(head) if keep else None
+
+
 def _files(folder: Path) -> list[Path]:
     out = []
     for root, dirs, files in os.walk(folder):
@@ -104,16 +116,10 @@ def read_tar(tar_path: Path) -> tuple[str | None, dict[str, tuple[str, int]], di
                 if rel in files:
                     problems.append(f"{rel}: appears twice in {tar_path.name}")
                     continue
-                fh = tar.extractfile(member)
-                digest, size, head = hashlib.sha256(), 0, []
-                for chunk in iter(partial(fh.read, CHUNK), b""):
-                    digest.update(chunk)
-                    size += len(chunk)
-                    if rel in (MANIFEST, SIGNATURE):
-                        head.append(chunk)
-                files[rel] = (digest.hexdigest(), size)
-                if rel in (MANIFEST, SIGNATURE):
-                    keep[rel] = b"".join(head)
+                sha, size, data = digest(tar.extractfile(member), rel in (MANIFEST, SIGNATURE))
+                files[rel] = (sha, size)
+                if data is not None:
+                    keep[rel] = data
     except (tarfile.TarError, OSError, EOFError, gzip.BadGzipFile) as exc:
         problems.append(f"{tar_path.name}: not a readable tar.gz ({exc})")
     return top, files, keep, problems

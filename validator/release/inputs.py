@@ -68,6 +68,20 @@ def _json(path: Path, what: str) -> dict:
     return data
 
 
+def _trainer_prep(model: ModelManifest) -> dict:
+    """scan()'s preparation arguments as the trainer used them (draft decode at the model's
+    resolution, in parallel), with the shared image cache where it can be written (a warm
+    cache on the training machine decodes nothing), else a temporary one."""
+    from common.image_cache import ImageCache, PrepPolicy, default_cache_root
+
+    cache = ImageCache(default_cache_root())
+    try:
+        cache.check_writable()
+    except UserError:
+        cache = None
+    return {"policy": PrepPolicy(size=model.resolution, draft=True), "cache": cache}
+
+
 def _report(path: Path) -> tuple[Path, Path, dict]:
     json_path = path / "report.json" if path.is_dir() else path
     if not json_path.is_file():
@@ -186,8 +200,8 @@ def _training(config: ReleaseConfig, model: ModelManifest):
             f"--model-dir {config.model_dir}: {MANIFEST_FILE} filters the training data by "
             f"{', '.join(unknown)}, which this dermsynth cannot apply to --real"
         )
-    try:
-        index = scan(config.real, progress=False, **filters)
+    try:  # as the trainer indexed it: its preparation policy, so the same files are usable
+        index = scan(config.real, progress=False, **filters, **_trainer_prep(model))
     except UserError as exc:
         raise UserError(f"--real: {exc}") from None
     want = model.training_data.fingerprint

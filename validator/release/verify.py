@@ -12,7 +12,6 @@ carries the manifest's name, so a stamp (``-FAIL``, ``-RANDOM-WEIGHTS``) cannot 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from pathlib import Path
 
 from common.errors import UserError
 from validator.release import FORMAT, MANIFEST, SCHEMA_VERSION, SIGNATURE
-from validator.release.archive import CHUNK, read_tar
+from validator.release.archive import digest, read_tar
 from validator.release.signing import check_signature, load_public
 
 
@@ -50,16 +49,11 @@ def _read_folder(folder: Path) -> tuple[dict[str, tuple[str, int]], dict[str, by
             if path.is_symlink() or not path.is_file():
                 problems.append(f"{rel}: is a link or not a regular file")
                 continue
-            digest, size, head = hashlib.sha256(), 0, []
             with open(path, "rb") as fh:
-                for chunk in iter(lambda: fh.read(CHUNK), b""):
-                    digest.update(chunk)
-                    size += len(chunk)
-                    if rel in (MANIFEST, SIGNATURE):
-                        head.append(chunk)
-            files[rel] = (digest.hexdigest(), size)
-            if rel in (MANIFEST, SIGNATURE):
-                keep[rel] = b"".join(head)
+                sha, size, data = digest(fh, rel in (MANIFEST, SIGNATURE))
+            files[rel] = (sha, size)
+            if data is not None:
+                keep[rel] = data
     return files, keep, problems
 
 
