@@ -124,3 +124,21 @@ def legacy_save(folder: Path, epoch: int, gan, *, state: dict) -> Path:
         json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )
     return final
+
+
+def batch(seed=0):
+    """A seeded batch of 4 images, 32 px, in [-1, 1], as a float32 tensor."""
+    import tensorflow as tf
+
+    return tf.constant(np.random.default_rng(seed).uniform(-1, 1, (4, 32, 32, 3)), tf.float32)
+
+
+def variable_bytes(gan) -> dict[str, bytes]:
+    """Every variable of ``gan`` by group and name, as bytes (exact-resume comparisons)."""
+    from trainer.checkpoints import named_variables
+
+    return {
+        f"{g}/{name}": np.asarray(v.numpy()).tobytes()
+        for g, vs in named_variables(gan).items()
+        for name, v in vs.items()
+    }

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from common.errors import UserError
-from tests.trainer.helpers import legacy_save
+from tests.trainer.helpers import batch, legacy_save, variable_bytes
 
 SMALL = {
     "resolution": 32,
@@ -26,29 +26,12 @@ def _gan(**overrides):
     return DCGAN(**{"width": 4, **SMALL, **overrides})
 
 
-def _batch(seed=0):
-    import tensorflow as tf
-
-    return tf.constant(np.random.default_rng(seed).uniform(-1, 1, (4, 32, 32, 3)), tf.float32)
-
-
-def _state(gan) -> dict[str, bytes]:
-    """Every variable of ``gan`` by group and name, as bytes."""
-    from trainer.checkpoints import named_variables
-
-    return {
-        f"{g}/{name}": np.asarray(v.numpy()).tobytes()
-        for g, vs in named_variables(gan).items()
-        for name, v in vs.items()
-    }
-
-
 @pytest.fixture(scope="module")
 def trained():
     """A small DCGAN after two steps (one with R1): non-trivial weights, moments, counters."""
     gan = _gan()
     for i in range(2):
-        gan.step(_batch(i), regularize=gan.r1_due(gan.step_count))
+        gan.step(batch(i), regularize=gan.r1_due(gan.step_count))
     return gan
 
 
@@ -58,10 +41,10 @@ def _continues_exactly(a, b) -> None:
     import tensorflow as tf
 
     tf.config.experimental.enable_op_determinism()
-    assert _state(b) == _state(a) and b.step_count == a.step_count
+    assert variable_bytes(b) == variable_bytes(a) and b.step_count == a.step_count
     for gan in (a, b):
-        gan.step(_batch(7), regularize=gan.r1_due(gan.step_count))
-    assert _state(b) == _state(a)
+        gan.step(batch(7), regularize=gan.r1_due(gan.step_count))
+    assert variable_bytes(b) == variable_bytes(a)
 
 
 def test_round_trip_is_exact_and_continues_the_run(trained, tmp_path):
@@ -86,7 +69,7 @@ def test_round_trip_is_exact_and_continues_the_run(trained, tmp_path):
         for x, y in zip(plain.get_weights(), trained.generator.get_weights())
     )
     fresh = _gan()  # initial weights, zero moments
-    assert _state(fresh) != _state(trained)
+    assert variable_bytes(fresh) != variable_bytes(trained)
     checkpoints.restore(info, fresh)
     _continues_exactly(trained, fresh)
 
@@ -106,7 +89,7 @@ def test_optimizer_state_is_matched_by_name_not_position(trained, tmp_path):
         v.path for v in trained.g_optimizer.variables
     ]
     checkpoints.restore(checkpoints.latest(tmp_path), other)
-    assert _state(other) == _state(trained)
+    assert variable_bytes(other) == variable_bytes(trained)
 
 
 def test_another_models_checkpoint_is_refused_naming_the_differences(trained, tmp_path):
@@ -132,9 +115,9 @@ def test_old_format_checkpoint_loads_every_variable_exactly(trained, tmp_path):
     info = checkpoints.latest(tmp_path)
     assert info.legacy and "format" not in info.state
     restored = _gan()
-    assert _state(restored) != _state(trained)
+    assert variable_bytes(restored) != variable_bytes(trained)
     checkpoints.restore(info, restored)
-    assert _state(restored) == _state(trained)
+    assert variable_bytes(restored) == variable_bytes(trained)
     ema = checkpoints.load_export_generator(info, 32, 8, 4, ema=True)
     assert all(
         x.tobytes() == y.tobytes()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from common.config import ConfigError, resolve
-from tests.trainer.helpers import PYTHON, REPO
+from tests.trainer.helpers import PYTHON, REPO, batch, variable_bytes
 
 PY = str(PYTHON) if PYTHON.exists() else sys.executable
 SMALL = {
@@ -34,26 +34,10 @@ def _gan(**overrides):
     return DCGAN(**{**SMALL, **overrides})
 
 
-def _batch(seed=0):
-    import tensorflow as tf
-
-    return tf.constant(np.random.default_rng(seed).uniform(-1, 1, (4, 32, 32, 3)), tf.float32)
-
-
-def _state(gan) -> dict[str, bytes]:
-    from trainer.checkpoints import named_variables
-
-    return {
-        f"{g}/{name}": np.asarray(v.numpy()).tobytes()
-        for g, vs in named_variables(gan).items()
-        for name, v in vs.items()
-    }
-
-
 def _steps(gan, first: int, last: int) -> dict:
     out = {}  # every metric of the steps (r1 only from the regularised ones)
     for i in range(first, last):
-        out.update(gan.step(_batch(i), regularize=gan.r1_due(gan.step_count)))
+        out.update(gan.step(batch(i), regularize=gan.r1_due(gan.step_count)))
     return {k: float(v) for k, v in out.items()}
 
 
@@ -89,7 +73,7 @@ def test_step_trains_keeps_float32_where_it_must_and_resumes_exactly(jit, precis
     assert straight.ema_generator.compute_dtype == "float32"  # the exported one
     images = straight.export_generator(np.zeros((2, 8), np.float32), training=False)
     assert images.dtype == "float32" and tuple(images.shape) == (2, 32, 32, 3)
-    logits = straight.discriminator(_batch(9), training=False)
+    logits = straight.discriminator(batch(9), training=False)
     assert logits.dtype == "float32" and tuple(logits.shape) == (4, 1)
     if precision == "mixed_float16":
         stored = checkpoints.named_variables(straight)["d_optimizer"]
@@ -97,15 +81,15 @@ def test_step_trains_keeps_float32_where_it_must_and_resumes_exactly(jit, precis
         assert float(straight.d_optimizer.dynamic_scale) < 2.0**15  # scaled down after NaN
 
     checkpoints.save(tmp_path, 1, straight, state={"step": straight.step_count}, keep=1)
-    before = _state(straight)
+    before = variable_bytes(straight)
     _steps(straight, 2, 3)
-    after = _state(straight)
+    after = variable_bytes(straight)
     fresh = straight if jit else _gan(jit_compile=jit, precision=precision, **extra)
-    assert _state(fresh) != before
+    assert variable_bytes(fresh) != before
     checkpoints.restore(checkpoints.latest(tmp_path), fresh)
-    assert _state(fresh) == before
+    assert variable_bytes(fresh) == before
     _steps(fresh, 2, 3)
-    assert _state(fresh) == after != before
+    assert variable_bytes(fresh) == after != before
 
 
 def test_mixed_precision_changes_the_numbers_not_the_variables():
@@ -119,10 +103,10 @@ def test_mixed_precision_changes_the_numbers_not_the_variables():
         for m in (plain, bf16)
     ]
     assert shapes[0] == shapes[1]
-    assert _state(plain) == _state(bf16)  # the same initial weights
+    assert variable_bytes(plain) == variable_bytes(bf16)  # the same initial weights
     for gan in (plain, bf16):
-        gan.step(_batch(0))
-    assert _state(plain) != _state(bf16)
+        gan.step(batch(0))
+    assert variable_bytes(plain) != variable_bytes(bf16)
 
 
 PROBE = """
@@ -130,13 +114,14 @@ import hashlib, json, sys
 import numpy as np
 import tensorflow as tf
 tf.config.experimental.enable_op_determinism()
-from tests.trainer.test_throughput import _gan, _state, _steps
+from tests.trainer.helpers import variable_bytes
+from tests.trainer.test_throughput import _gan, _steps
 out = {}
 variants = {"xla": {"jit_compile": True, "r1_interval": 1}, "bf16": {"precision": "mixed_bfloat16"}}
 for name, kw in variants.items():
     gan = _gan(**kw)
     _steps(gan, 0, 3)
-    state = _state(gan)
+    state = variable_bytes(gan)
     out[name] = hashlib.sha256(b"".join(state[k] for k in sorted(state))).hexdigest()
 print(json.dumps(out))
 """

@@ -121,12 +121,12 @@ def make_study(tmp_path, real_dir, synthetic_dir):
     return make
 
 
-def start(store, study) -> Live:
+def start(store, study, **options) -> Live:
     from validator.turing.server import bind, create_server
 
     sock = bind("127.0.0.1", 0)
     port = sock.getsockname()[1]
-    server = create_server(store, study, TOKEN, host="127.0.0.1", port=port)
+    server = create_server(store, study, TOKEN, host="127.0.0.1", port=port, **options)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -167,7 +167,10 @@ def browser():
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         if os.environ.get("CI"):
             pytest.fail("chromium and chromium-driver are needed (apt-get install them)")
-        pytest.skip("Debian's chromium and chromium-driver are not installed")
+        pytest.skip(
+            "browser test: needs Debian's chromium and chromium-driver "
+            "(apt-get install chromium chromium-driver); with CI set it fails instead"
+        )
     driver = new_browser()
     yield driver
     try:
