@@ -1,7 +1,8 @@
 """The web server of the visual Turing test: uvicorn over :func:`validator.turing.app.create_app`,
-with header-size and concurrency limits, no access log (links hold the raters' secrets) and no
-``Server`` header. :func:`create_server` is apart from :func:`serve` so that tests can run a real
-server on a socket bound to port 0."""
+with header-size and concurrency limits, a deadline for each request to arrive whole (a client
+that trickles its headers or body cannot hold one of the connection slots), no access log
+(links hold the raters' secrets) and no ``Server`` header. :func:`create_server` is apart from
+:func:`serve` so that tests can run a real server on a socket bound to port 0."""
 
 from __future__ import annotations
 
@@ -13,9 +14,54 @@ from validator.turing.config import TuringServeConfig
 from validator.turing.store import Store, Study
 
 log = logging.getLogger("validator.turing")
+REQUEST_DEADLINE_S = 10.0  # a request's line, headers and body must all arrive within this
+MAX_CONNECTIONS = 64
 
 
-def create_server(store: Store, study: Study, token: str, *, host: str, port: int):
+def _deadline_protocol(deadline: float):
+    """uvicorn's h11 protocol, closing a connection whose request has not arrived whole within
+    ``deadline`` seconds of the connection (or of the previous response). uvicorn has no such
+    timeout of its own: its keep-alive timer stops at the first byte of a request."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class DeadlineH11Protocol(H11Protocol):
+        _deadline = None
+
+        def _arm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+            self._deadline = self.loop.call_later(deadline, self._expire)
+
+        def _expire(self) -> None:
+            if self.conn.their_state is not h11.DONE and not self.transport.is_closing():
+                self.transport.close()  # the request is still incomplete: drop it
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()
+
+        def connection_lost(self, exc) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+            super().connection_lost(exc)
+
+    return DeadlineH11Protocol
+
+
+def create_server(
+    store: Store,
+    study: Study,
+    token: str,
+    *,
+    host: str,
+    port: int,
+    request_deadline: float = REQUEST_DEADLINE_S,
+):
     """A uvicorn.Server for ``study``, not yet running."""
     import uvicorn
 
@@ -30,7 +76,8 @@ def create_server(store: Store, study: Study, token: str, *, host: str, port: in
         server_header=False,
         proxy_headers=False,
         h11_max_incomplete_event_size=16 * 1024,  # request line + headers
-        limit_concurrency=64,
+        http=_deadline_protocol(request_deadline),
+        limit_concurrency=MAX_CONNECTIONS,
         timeout_keep_alive=5,
         lifespan="off",
     )

@@ -8,14 +8,16 @@ import difflib
 import http.client
 import io
 import re
+import socket
 import sqlite3
 import struct
+import time
 from urllib.parse import urlsplit
 
 import pytest
 from PIL import Image
 
-from tests.validator.turing.conftest import TOKEN, get, post
+from tests.validator.turing.conftest import TOKEN, get, post, start
 
 IMG = re.compile(r'src="(/i/[A-Za-z0-9_-]+)"')
 
@@ -176,6 +178,29 @@ def test_request_sizes_and_answers_are_checked(live):
     conn.endheaders()
     assert conn.getresponse().status == 413
     conn.close()
+
+
+def test_a_request_that_trickles_in_is_dropped_at_the_deadline(make_study):
+    """uvicorn's own keep-alive timer stops at a request's first byte: without the server's
+    request deadline, clients that send half a request would hold every connection slot."""
+    live = start(*make_study(4), request_deadline=1.0)
+    try:
+        link = urlsplit(live.new_rater("dave"))
+        half_headers = f"GET {link.path} HTTP/1.1\r\nHost: a\r\n".encode()
+        half_body = (
+            f"POST {link.path} HTTP/1.1\r\nHost: a\r\nContent-Length: 40\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n\r\nposition=0"
+        ).encode()
+        for partial in (half_headers, half_body):
+            with socket.create_connection((link.hostname, link.port), timeout=15) as sock:
+                started = time.monotonic()
+                sock.sendall(partial)
+                assert sock.recv(1024) == b"", "the half request got an answer"  # closed
+                assert time.monotonic() - started < 10, "held beyond the deadline"
+        assert get(live.url + link.path)[0] == 200  # whole requests are served as before
+        assert live.store.answers(live.study.name) == []
+    finally:
+        live.stop()
 
 
 def test_studies_are_immutable(make_study, real_dir, synthetic_dir, tmp_path):
