@@ -311,18 +311,29 @@ def first_step(folder: Path, a, work: Path, log) -> dict:
 
 
 def validator_scale(a, sizes: list[int], log, out: dict, save) -> dict:
-    """Fills ``out`` (saved after each measure): N x N for each N, then the full size."""
+    """Fills ``out`` (saved after each measure): N x N for each N at each of
+    ``--validator-budgets`` (``by_budget``: {memory_mb: {N: ...}}, with the ratio of the
+    largest N's peak to the smallest's), then the full size at ``--memory-mb`` (unless
+    ``--validator none``)."""
     from validator_scale import measure  # bench/validator_scale.py (helper S3)
 
-    kw = {"dim": 2048} | ({"memory_mb": a.memory_mb} if a.memory_mb else {})
-    out.setdefault("by_n", {})
-    for n in sizes:
-        out["by_n"][n] = measure(n, n, **kw)
-        log(f"  {n} x {n}: {_short(out['by_n'][n])}")
-        save()
-    n_syn, n_real = a.validator
-    out["full"] = measure(n_syn, n_real, **kw)
-    log(f"  {n_syn} x {n_real}: {_short(out['full'])}")
+    by_budget = out.setdefault("by_budget", {})
+    for mb in a.validator_budgets:
+        series = by_budget.setdefault(str(mb), {})
+        for n in sizes:
+            series[str(n)] = measure(n, n, dim=2048, memory_mb=mb)
+            log(f"  --memory-mb {mb}, {n} x {n}: {_short(series[str(n)])}")
+            save()
+        lo, hi = series[str(min(sizes))], series[str(max(sizes))]
+        out.setdefault("flatness", {})[str(mb)] = round(hi["peak_rss_mb"] / lo["peak_rss_mb"], 3)
+        log(
+            f"  --memory-mb {mb}: peak RSS N={max(sizes)} / N={min(sizes)}: "
+            f"{out['flatness'][str(mb)]:.2f}x"
+        )
+    if a.validator:
+        n_syn, n_real = a.validator
+        out["full"] = measure(n_syn, n_real, dim=2048, memory_mb=a.memory_mb or 1024)
+        log(f"  {n_syn} x {n_real}: {_short(out['full'])}")
     return {}
 
 
@@ -444,9 +455,15 @@ def report(results: dict) -> str:
         lines.append(f"  cold / warm: {ratio(cold, warm)}")
     v = results.get("validator")
     if v:
-        lines.append("\nvalidator at scale (bench/validator_scale.py):")
-        for n, d in v.get("by_n", {}).items():
-            lines.append(f"  N={n}: {_short(d)}")
+        lines.append("\nvalidator at scale (bench/validator_scale.py), N x N (+ N/10 held out):")
+        for mb, series in v.get("by_budget", {}).items():
+            for n, d in series.items():
+                lines.append(f"  --memory-mb {mb}, N={n}: {_short(d)}")
+            if mb in v.get("flatness", {}):
+                lines.append(
+                    f"  --memory-mb {mb}: peak RSS at the largest N / at the smallest: "
+                    f"{v['flatness'][mb]:.2f}x"
+                )
         if "full" in v:
             lines.append(f"  {_short(v['full'])}")
     for part, error in results.get("errors", {}).items():
@@ -470,16 +487,15 @@ def plot(results: dict, path: Path) -> None:
         points = sorted((int(n), d["peak_rss_mb"]) for n, d in rss.get(key, {}).items())
         if points:
             ax.plot(*zip(*points), marker="o", label=label)
-    by_n = (results.get("validator") or {}).get("by_n", {})
-    points = sorted((int(n), d["peak_rss_mb"]) for n, d in by_n.items() if "peak_rss_mb" in d)
-    if points:
-        ax.plot(*zip(*points), marker="s", label="validator, N x N features")
-        beyond = sorted(
-            (int(n), d["peak_rss_mb"] - d["features_mb"])
-            for n, d in by_n.items()
-            if "features_mb" in d
-        )
-        ax.plot(*zip(*beyond), marker="s", ls="--", label="validator, peak minus its features")
+    validator = results.get("validator") or {}
+    before = sorted((int(n), mb) for n, mb in validator.get("before", {}).items())
+    if before:  # figures of an earlier run, features and pixels in memory (kept in the JSON)
+        ax.plot(*zip(*before), marker="s", ls=":", label="validator, N x N, in memory (before)")
+    by_budget = validator.get("by_budget", {})
+    for mb, series in by_budget.items():
+        points = sorted((int(n), d["peak_rss_mb"]) for n, d in series.items())
+        if points:
+            ax.plot(*zip(*points), marker="s", label=f"validator, N x N, --memory-mb {mb}")
     ax.set_xscale("log")
     ax.set_xlabel("images N")
     ax.set_ylabel("peak RSS (MB)")
@@ -503,7 +519,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prep-count", type=int, default=2000, help="1024x768 images timed")
     p.add_argument("--prep-count-large", type=int, default=150, help="4000x3000 images timed")
     p.add_argument("--first-step-n", type=int, default=5000)
-    p.add_argument("--validator", default="100000x30000", help="SYNTHETICxREAL features")
+    p.add_argument("--validator", default="100000x30000", help="SYNTHETICxREAL features, or none")
+    p.add_argument(
+        "--validator-budgets", default="128,1024", help="--memory-mb values of the N x N series"
+    )
     p.add_argument("--validator-sizes", default=None, help="N for validator N x N (--sizes)")
     p.add_argument("--memory-mb", type=int, default=0, help="validator memory bound (0: its own)")
     p.add_argument("--resolution", type=int, default=64)
@@ -522,7 +541,12 @@ def main(argv: list[str] | None = None) -> int:
         a.first_step_n, a.validator, a.repeats = 1000, "20000x6000", 1
     try:
         sizes = sorted({int(s) for s in a.sizes.split(",")})
-        a.validator = tuple(int(v) for v in a.validator.lower().split("x"))
+        a.validator = (
+            ()
+            if a.validator.lower() == "none"
+            else tuple(int(v) for v in a.validator.lower().split("x"))
+        )
+        a.validator_budgets = [int(v) for v in a.validator_budgets.split(",") if v.strip()]
         parts = [s.strip() for s in a.parts.split(",") if s.strip()]
         a.rss_modes = [m for m in ("stream", "memory") if m in a.rss_modes.split(",")]
         vsizes = (
@@ -530,10 +554,15 @@ def main(argv: list[str] | None = None) -> int:
             if a.validator_sizes is None
             else [int(v) for v in a.validator_sizes.split(",") if v.strip()]
         )
-        if not sizes or min(sizes) < a.batch_size or len(a.validator) != 2:
+        if not sizes or min(sizes) < a.batch_size or len(a.validator) not in (0, 2):
+            raise ValueError
+        if not a.validator_budgets or min(a.validator_budgets) < 16:
             raise ValueError
     except ValueError:
-        p.error("--sizes: N,N,... (each >= --batch-size); --validator: SYNxREAL")
+        p.error(
+            "--sizes: N,N,... (each >= --batch-size); --validator: SYNxREAL or none; "
+            "--validator-budgets: MiB,MiB,... (each >= 16)"
+        )
     if unknown := set(parts) - set(PARTS):
         p.error(f"--parts: unknown {sorted(unknown)}; choose from {PARTS}")
     a.work.mkdir(parents=True, exist_ok=True)

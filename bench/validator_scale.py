@@ -5,7 +5,8 @@
 space, nndr, data_copying, holdout_share, prdc, fid, kid, c2st; the weight-free ones on pixels:
 colour, pixel_c2st, swd) and the views (PCA on all, t-SNE on the stated subsample) on seeded
 random float32 features (random vectors are fine for timing) and random pixels of
-``pixel_side`` (16) px, and returns {"seconds": {stage: s}, "peak_rss_mb": ..., ...}. CLI:
+``pixel_side`` (16) px, held as a validation run holds them (RowFiles on disk, read a chunk at a
+time: validator/rowfile.py), and returns {"seconds": {stage: s}, "peak_rss_mb": ..., ...}. CLI:
 
     python bench/validator_scale.py --synthetic 100000 --real 30000 [--memory-mb 1024]
 
@@ -100,17 +101,25 @@ def _child(
         matplotlib.use("Agg")
         import matplotlib.pyplot
         import sklearn.manifold  # noqa: F401
+    from validator.rowfile import Scratch
+
     rng = np.random.default_rng(0)
     n_hold = max(10, n_real // 10)
     t0 = time.perf_counter()
-    feats = {
-        name: rng.random((n, dim), dtype=np.float32)
-        for name, n in (("real", n_real), ("holdout", n_hold), ("synthetic", n_synthetic))
-    }
-    pixels = {
-        name: rng.integers(0, 256, (len(f), pixel_side, pixel_side, 3), dtype=np.uint8)
-        for name, f in feats.items()
-    }
+    # as a validation run holds them (validator/pipeline.py): RowFiles in a scratch folder,
+    # written a chunk at a time, read a chunk at a time by every stage
+    scratch_parent = tempfile.TemporaryDirectory(prefix="validator-scale-")
+    scratch = Scratch(scratch_parent.name)
+    feats, pixels = {}, {}
+    for name, n in (("real", n_real), ("holdout", n_hold), ("synthetic", n_synthetic)):
+        feats[name] = scratch.rows(f"{name}.features", n, (dim,), np.float32)
+        pixels[name] = scratch.rows(f"{name}.pixels", n, (pixel_side, pixel_side, 3), np.uint8)
+        for start in range(0, n, 4096):
+            m = min(4096, n - start)
+            feats[name][start : start + m] = rng.random((m, dim), dtype=np.float32)
+            pixels[name][start : start + m] = rng.integers(
+                0, 256, (m, pixel_side, pixel_side, 3), dtype=np.uint8
+            )
     paths = {name: [f"{name}/{i}.png" for i in range(len(f))] for name, f in feats.items()}
     seconds = {"make_data": time.perf_counter() - t0}
     rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -156,12 +165,15 @@ def _child(
             "stage_peak_mb": peaks,
             "stage_working_mb": working,
             "view_samples": views_info.get("samples", {}),
+            "inputs": "RowFiles on disk (validator/rowfile.py), as a validation run holds them",
             # the child's own peak (RUSAGE_CHILDREN would keep an earlier child's maximum)
             # resetting VmHWM resets ru_maxrss too: the whole run's peak is the largest of the
             # stages' peaks and of the peak before the first stage
             "peak_rss_mb": round(max([rss_data, *peaks.values()])),
         }
     )
+    scratch.close()
+    scratch_parent.cleanup()
 
 
 def measure(

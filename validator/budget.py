@@ -3,8 +3,10 @@
 The rule. ``memory_mb`` bounds the WORKING memory of every check and view stage: the arrays a
 stage allocates that grow with the number of images (distance blocks, the reference pixel views
 of one block, gathered row chunks, k-means' training copy, PCA chunks). Not bounded by it:
-- the inputs themselves: the feature arrays ([N, 2048] float32: 800 MiB at 100,000 images) and
-  the pixels kept at ``--pixel-size`` (uint8), held by the pipeline;
+- nothing for the inputs themselves: the features ([N, 2048] float32: 800 MiB at 100,000
+  images) and the pixels kept at ``--pixel-size`` (uint8) are on disk, in the run's scratch
+  folder (:class:`validator.rowfile.RowFile`), and every stage reads them a chunk of rows at a
+  time, within this rule;
 - one small value per image: nearest-neighbour distances and indices ([N, k]), p-values, PCA
   coordinates ([N, <= 50]), cluster labels (at 2048-d they are < 3 % of the features);
 - arrays fixed by the feature size, not by N: the d x d covariance and its eigenvectors
@@ -31,6 +33,31 @@ MIB = 2**20
 
 # rows of a feature set, optionally a subset: (array [N, d], row indices or None for all)
 Part = tuple[np.ndarray, np.ndarray | None]
+
+
+def release_freed() -> None:
+    """Hand memory freed by a finished stage back to the operating system: collect cycles,
+    then glibc's ``malloc_trim(0)`` (no-op where the C library has none). glibc serves
+    allocations below its dynamic mmap threshold (which rises to 32 MiB after a large array
+    is freed) from its heap and keeps freed heap memory, so without this a later stage starts
+    from the earlier ones' high-water mark, and the process's RSS creeps up with the set
+    sizes although every stage stays within its budget."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    global _TRIM
+    if _TRIM is None:
+        try:
+            _TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM = None
 
 
 def rows_within(memory_mb: float, row_bytes: float) -> int:
@@ -73,7 +100,10 @@ class PCAFit:
     def transform(self, parts: Sequence[Part], memory_mb: float) -> np.ndarray:
         """[sum of part rows, n_components] float64 coordinates, a chunk at a time."""
         rows = rows_within(memory_mb, _row_bytes(len(self.mean)))
-        out = [((c - self.mean) / self.scale) @ self.axes for c in iter_chunks(parts, rows)]
+        out = []
+        for c in iter_chunks(parts, rows):
+            out.append(((c - self.mean) / self.scale) @ self.axes)
+            del c  # before the next chunk is read: one chunk at a time
         if not out:
             return np.zeros((0, self.axes.shape[1]))
         return np.concatenate(out)
@@ -108,11 +138,14 @@ def fit_pca(parts: Sequence[Part], n_components: int, memory_mb: float) -> PCAFi
     mean = np.zeros(dim)
     for c in iter_chunks(parts, rows):
         mean += c.sum(0, dtype=np.float64)
+        del c  # before the next chunk is read: one chunk at a time
     mean /= n
     cov = np.zeros((dim, dim))
     for c in iter_chunks(parts, rows):
         z = c - mean
+        del c
         cov += z.T @ z
+        del z
     var = np.diag(cov) / n
     scale = np.where(var > 0, np.sqrt(var), 1.0)
     cov /= scale[:, None]

@@ -148,10 +148,10 @@ class RunSettings:
         metadata=option(
             "MiB of working memory of each check and view (the chunks of nearest neighbours, "
             "dcr's pixel views, prdc, PCA, c2st, k-means; the weight-free checks compare a "
-            "stated subsample beyond it): bounds them whatever the set sizes; "
-            "the features and pixels themselves come on top (100,000 x 2048 float32 features: "
-            "800 MiB), and so do one value per image and the d x d covariances "
-            "(validator/budget.py states the rule)",
+            "stated subsample beyond it): bounds them whatever the set sizes. The features "
+            "and pixels stay on disk, in a scratch folder in --out removed at the end (N x "
+            "(8 KiB + pixel-size^2 x 3 bytes)), read a chunk at a time; one value per image "
+            "and the d x d covariances come on top (validator/budget.py states the rule)",
             minimum=16,
         ),
     )

@@ -65,7 +65,7 @@ class FeatureModelInfo:
 
 @dataclass(frozen=True)
 class FeatureResult:
-    features: np.ndarray  # float32 [N, feature_dim]
+    features: np.ndarray  # float32 [N, feature_dim] (or the RowFile given as ``out``)
     computed: int
     cached: int
 
@@ -177,12 +177,17 @@ def extract(
     progress: bool = True,
     desc: str = "features",
     on_batch: Callable[[int, int], None] | None = None,
+    out=None,
 ) -> FeatureResult:
-    """Features for ``records`` in order, written into one float32 array: cached ones read in
+    """Features for ``records`` in order, written into ``out`` (a float32 [N, feature_dim]
+    array or :class:`validator.rowfile.RowFile`; a new array when None): cached ones read in
     batches of :data:`CACHE_READ_BATCH`, the rest computed in batches of ``batch_size`` (only
-    one batch of images in memory at a time)."""
+    one batch of images and of features in memory at a time)."""
     info = model.info
-    out = np.zeros((len(records), info.feature_dim), dtype=np.float32)
+    if out is None:
+        out = np.zeros((len(records), info.feature_dim), dtype=np.float32)
+    elif tuple(out.shape) != (len(records), info.feature_dim):
+        raise ValueError(f"out has shape {out.shape}, needs {(len(records), info.feature_dim)}")
     rows_of: dict[str, list[int]] = {}  # sha256 -> its rows (a file may appear twice)
     for i, rec in enumerate(records):
         rows_of.setdefault(rec.sha256, []).append(i)

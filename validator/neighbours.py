@@ -8,7 +8,9 @@ Memory (the rule is in :mod:`validator.budget`): the query rows go through in ch
 that one chunk's working arrays (``chunk x block`` cells of :data:`CELL_BYTES` bytes: distances,
 the product, the partition indices, the group mask; and the chunk's own rows) fit ``memory_mb``,
 whatever the set sizes; the inputs are never copied whole (queries are normalized a chunk at a
-time, the reference rows by their norms, computed once). Query and reference may also be made
+time, the reference rows by their norms, computed once). Features on disk
+(:class:`validator.rowfile.RowFile`, as a validation run holds them) are read a chunk or a block
+of rows at a time, like a reference made on demand. Query and reference may also be made
 on demand (:class:`Rows`, e.g. the pixel views of :mod:`validator.checks.dcr`, 12 views of
 768 floats per training image: 1.1 GiB at 30,000): the reference is then made a block of rows at
 a time (half the budget), each block searched by every query chunk (the other half), and the
@@ -22,12 +24,13 @@ no extra library (and no second thread pool beside threadpoolctl's).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 
 from validator.budget import DEFAULT_MEMORY_MB, rows_within
 from validator.budget import chunk_rows as _chunk_rows
+from validator.rowfile import RowFile
 
 # bytes per (query, reference) cell of one chunk: float32 similarity + float32 product of a
 # further view + int64 partition index (k > 8) + bool group mask
@@ -62,15 +65,21 @@ class Rows:
         return self.count
 
     @classmethod
-    def of(cls, arrays: np.ndarray | Sequence[np.ndarray], rows: np.ndarray | None = None) -> Rows:
-        views = [np.asarray(a) for a in (arrays if isinstance(arrays, list) else [arrays])]
+    def of(cls, arrays, rows: np.ndarray | None = None) -> Rows:
+        """Rows of in-memory arrays or of :class:`validator.rowfile.RowFile` s (read a block
+        at a time: lazy, like an index subset)."""
+        views = [
+            a if isinstance(a, RowFile) else np.asarray(a)
+            for a in (arrays if isinstance(arrays, list) else [arrays])
+        ]
         n = len(views[0]) if rows is None else len(rows)
 
         def make(start: int, stop: int) -> list[np.ndarray]:
             pick = slice(start, stop) if rows is None else rows[start:stop]
             return [np.asarray(v[pick], dtype=np.float32) for v in views]
 
-        return cls(n, views[0].shape[1], len(views), make, lazy=rows is not None)
+        on_disk = any(isinstance(v, RowFile) for v in views)
+        return cls(n, views[0].shape[1], len(views), make, lazy=rows is not None or on_disk)
 
 
 def _as_rows(x) -> Rows:
@@ -93,8 +102,8 @@ def plan(query: Rows, reference: Rows, memory_mb: float, chunk: int | None) -> t
 
 
 def nearest(
-    query: np.ndarray | Rows,
-    reference: np.ndarray | list[np.ndarray] | Rows,
+    query: np.ndarray | RowFile | Rows,
+    reference: np.ndarray | RowFile | list[np.ndarray] | Rows,
     k: int = 1,
     *,
     exclude_self: bool = False,

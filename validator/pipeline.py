@@ -24,9 +24,10 @@ from validator.checks import CheckInputs, CheckResult
 from validator.config import ValidateConfig
 from validator.features import FeatureCache, FeatureModel, extract
 from validator.gate import Verdict, decide
-from validator.inputs import load_inputs
+from validator.inputs import Inputs, load_inputs
 from validator.report import write_report
 from validator.roots import is_report_folder, mark_report_folder
+from validator.rowfile import Scratch
 from validator.thresholds import Thresholds, load_thresholds
 from validator.views import draw_views
 
@@ -78,27 +79,62 @@ def run_validation(
     sets = {k: v for k, v in sets.items() if v is not None}
     say("inputs", 1, 1, ", ".join(f"{k}: {len(v.records)} images" for k, v in sets.items()))
     cache = FeatureCache(config.cache_dir if config.cache else None)
-    feats, pixels, counts = {}, {}, {}
-    for role, image_set in sets.items():
-        res = extract(
-            model,
-            image_set.records,
-            cache=cache,
-            batch_size=config.batch_size,
-            progress=config.progress,
-            desc=f"features {role}",
-            on_batch=lambda d, t, r=role: say(f"features:{r}", d, t, ""),
+    with Scratch(out) as scratch:  # features and pixels on disk, read a chunk at a time
+        loaded = _Loaded(inputs, {}, {}, {})
+        side, dim = config.pixel_size, model.info.feature_dim
+        total = sum(len(s.records) for s in sets.values())
+        scratch.require(total * (4 * dim + 3 * side * side), "the features and pixels")
+        for role, image_set in sets.items():
+            n = len(image_set.records)
+            res = extract(
+                model,
+                image_set.records,
+                cache=cache,
+                batch_size=config.batch_size,
+                progress=config.progress,
+                desc=f"features {role}",
+                on_batch=lambda d, t, r=role: say(f"features:{r}", d, t, ""),
+                out=scratch.rows(f"{role}.features", n, (dim,), np.float32),
+            )
+            loaded.features[role] = res.features
+            loaded.counts[role] = {"computed": res.computed, "cached": res.cached}
+            say(f"features:{role}", n, n, f"{res.computed} computed, {res.cached} from cache")
+            loaded.pixels[role] = _load_pixels(
+                image_set.index,
+                scratch.rows(f"{role}.pixels", n, (side, side, 3), np.uint8),
+                lambda d, t, r=role: say(f"pixels:{r}", d, t, ""),
+            )
+        outcome = _check_and_report(
+            config,
+            loaded,
+            model=model,
+            thresholds=thresholds,
+            turing=turing,
+            out=out,
+            say=say,
+            run_id=run_id,
+            started=started,
         )
-        feats[role], counts[role] = res.features, {"computed": res.computed, "cached": res.cached}
-        say(
-            f"features:{role}",
-            len(image_set.records),
-            len(image_set.records),
-            f"{res.computed} computed, {res.cached} from cache",
-        )
-        pixels[role] = _load_pixels(
-            image_set.index, config.pixel_size, lambda d, t, r=role: say(f"pixels:{r}", d, t, "")
-        )
+    say("report", 1, 1, str(outcome.report_json))
+    return outcome
+
+
+@dataclass
+class _Loaded:
+    """A run's inputs with their features and pixels (RowFiles in its scratch folder) and the
+    feature counts (computed, from cache) per role."""
+
+    inputs: Inputs
+    features: dict
+    pixels: dict
+    counts: dict
+
+
+def _check_and_report(
+    config: ValidateConfig, loaded: _Loaded, *, model, thresholds, turing, out, say, run_id, started
+) -> Outcome:
+    inputs, feats, pixels = loaded.inputs, loaded.features, loaded.pixels
+    sets = [r for r in ("real", "holdout", "synthetic") if r in feats]
     check_inputs = CheckInputs(
         real=feats["real"],
         synthetic=feats["synthetic"],
@@ -145,7 +181,7 @@ def run_validation(
         thresholds=thresholds,
         inputs=inputs,
         model_info=model.info,
-        feature_counts=counts,
+        feature_counts=loaded.counts,
         results=results,
         verdict=verdict,
         views=views,
@@ -155,7 +191,6 @@ def run_validation(
         run_id=run_id,
         seconds=time.time() - started,
     )
-    say("report", 1, 1, str(json_path))
     return Outcome(verdict, json_path, html_path, results, report)
 
 
@@ -182,23 +217,22 @@ def _report_folder(out: Path, *, fetching: bool) -> Path:
     return out
 
 
-def _load_pixels(index, size: int, on_chunk: Callable[[int, int], None]):
-    """The pixels of ``index.records`` at ``size``, read from the image cache the scan prepared
-    them into (:func:`validator.inputs.pixel_policy`; an entry pruned meanwhile is prepared
-    again from its file), into one preallocated array, reporting (and allowing a stop) after
-    every :data:`PIXEL_CHUNK` images."""
-    records, prepared = index.records, index.prepared
-    out = np.empty((len(records), size, size, 3), np.uint8)
+def _load_pixels(index, out, on_chunk: Callable[[int, int], None]):
+    """The pixels of ``index.records`` at ``out``'s size, read from the image cache the scan
+    prepared them into (:func:`validator.inputs.pixel_policy`; an entry pruned meanwhile is
+    prepared again from its file), written into ``out`` (a RowFile) :data:`PIXEL_CHUNK` images
+    at a time, reporting (and allowing a stop) after every chunk."""
+    records, prepared, size = index.records, index.prepared, out.shape[1]
     for start in range(0, len(records), PIXEL_CHUNK):
         part = records[start : start + PIXEL_CHUNK]
         if prepared is None:  # scanned without preparation: plain decode
             out[start : start + len(part)] = load_images(part, size, progress=False)
         else:
-            for i, rec in enumerate(part, start):
+            chunk = np.empty((len(part), size, size, 3), np.uint8)
+            for i, rec in enumerate(part):
                 pixels = prepared.cache.get(rec.sha256, prepared.policy)
-                if pixels is None:
-                    pixels = _prepare_again(rec, prepared)
-                out[i] = pixels
+                chunk[i] = _prepare_again(rec, prepared) if pixels is None else pixels
+            out[start : start + len(part)] = chunk
         on_chunk(min(start + PIXEL_CHUNK, len(records)), len(records))
     return out
 

@@ -15,7 +15,12 @@ from common.errors import UserError
 from common.images import decode_square
 from validator.config import ValidateConfig
 from validator.inputs import load_inputs
-from validator.pipeline import _load_pixels
+from validator.pipeline import _load_pixels as _load_into
+
+
+def _load_pixels(index, size, on_chunk):
+    out = np.zeros((len(index.records), size, size, 3), np.uint8)
+    return _load_into(index, out, on_chunk)
 
 
 def _folder(src: Path, dst: Path, n: int) -> Path:

@@ -42,6 +42,19 @@ def test_fid_low_rank_path_matches_sqrtm():
     assert frechet_distance(big_a, big_b) == pytest.approx(_sqrtm_reference(big_a, big_b), rel=1e-6)
 
 
+def test_fid_full_path_matches_sqrtm_on_correlated_features():
+    """More images than dimensions: the symmetric-eigendecomposition trace equals pytorch-fid's
+    sqrtm formula, also for strongly correlated, ill-conditioned covariances."""
+    rng = np.random.default_rng(3)
+    for dim, scale in ((24, 1.0), (48, 1e-3)):
+        mix_a, mix_b = rng.normal(size=(dim, dim)), rng.normal(size=(dim, dim))
+        mix_a[:, : dim // 2] *= scale  # half the directions nearly flat
+        a = rng.normal(size=(400, dim)) @ mix_a
+        b = rng.normal(size=(300, dim)) @ mix_b + 0.2
+        assert frechet_distance(a, b) == pytest.approx(_sqrtm_reference(a, b), rel=1e-7)
+        assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8 * frechet_distance(a, b))
+
+
 def test_fid_of_a_set_with_itself_is_zero(encoded, noise_features):
     real = encoded["train"].features
     to_noise = frechet_distance(real, noise_features)

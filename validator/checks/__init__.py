@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from validator.budget import release_freed
 from validator.thresholds import Thresholds
 
 
@@ -210,6 +211,7 @@ def run_check(
             note=traceback.format_exc(limit=3),
         )
     result.seconds = round(time.perf_counter() - start, 4)
+    release_freed()  # the next check starts from this one's inputs, not its high-water mark
     if log is not None:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a", encoding="utf-8") as fh:

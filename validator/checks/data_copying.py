@@ -33,7 +33,7 @@ from sklearn.cluster import KMeans
 from validator.budget import rows_within
 from validator.checks import CheckInputs, CheckResult, register
 from validator.checks.dcr import analyse
-from validator.neighbours import unit_rows
+from validator.neighbours import row_norms, unit_rows
 
 
 def z_u(test_d: np.ndarray, syn_d: np.ndarray) -> float:
@@ -108,8 +108,9 @@ def data_copying(inputs: CheckInputs) -> CheckResult:
     k = min(k, len(inputs.real))
     fit_rows = kmeans_rows(len(inputs.real), inputs.real.shape[1], inputs.memory_mb, inputs.seed)
     km = KMeans(n_clusters=k, n_init=3, random_state=inputs.seed, copy_x=False)
-    train = inputs.real if len(fit_rows) == len(inputs.real) else inputs.real[fit_rows]
-    km.fit(unit_rows(train))  # our own copy: k-means may centre it in place
+    train = np.asarray(inputs.real[fit_rows], np.float32)  # our own copy (a gather / a read)
+    train /= np.maximum(row_norms(train), 1e-12)[:, None]  # unit rows, in place: one copy
+    km.fit(train)  # k-means may centre it in place: it is ours
     del train
     cell_t = _cells(km, inputs.holdout, kept, inputs.memory_mb)
     cell_s = _cells(km, inputs.synthetic, None, inputs.memory_mb)

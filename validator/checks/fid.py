@@ -1,10 +1,11 @@
 """Fréchet distance between Gaussians fitted to real and synthetic features (FID).
 
 Method: Heusel et al., "GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash
-Equilibrium" (NeurIPS 2017): ||mu_r - mu_s||² + Tr(S_r + S_s - 2 (S_r S_s)^½), matching
-pytorch-fid's ``calculate_frechet_distance`` (scipy.linalg.sqrtm; eps·I added when the product
-is singular; the imaginary part, numerical noise, dropped) when both sets hold more images than
-there are feature dimensions. With fewer images (the usual case here: 2048-d), the covariances
+Equilibrium" (NeurIPS 2017): ||mu_r - mu_s||² + Tr(S_r + S_s - 2 (S_r S_s)^½), the value of
+pytorch-fid's ``calculate_frechet_distance`` (scipy.linalg.sqrtm) when both sets hold more images
+than there are feature dimensions; the trace comes from symmetric eigendecompositions
+(:func:`trace_sqrt_product`: real, no complex Schur form, about five d x d arrays instead of
+eight). With fewer images (the usual case here: 2048-d), the covariances
 have low rank and the same trace is computed exactly and ~100x faster:
 Tr (S_r S_s)^½ = nuclear norm of A Bᵀ, with A, B the centred features / sqrt(n - 1) (the
 non-zero eigenvalues of AᵀA BᵀB are the squared singular values of A Bᵀ). Here on Xception
@@ -29,8 +30,9 @@ def trace_sqrt_product_lowrank(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def mean_cov(x: np.ndarray, rows: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and covariance (n - 1) of the rows of ``x`` in float64, ``rows`` rows at a time
-    (no float64 copy of ``x``): sums of the centred chunks' outer products."""
+    """Mean and covariance (n - 1) of the rows of ``x`` (an array or a
+    :class:`validator.rowfile.RowFile`) in float64, ``rows`` rows at a time (no float64 copy of
+    ``x``): sums of the centred chunks' outer products."""
     mu = np.zeros(x.shape[1])
     for start in range(0, len(x), rows):
         mu += x[start : start + rows].sum(0, dtype=np.float64)
@@ -44,17 +46,20 @@ def mean_cov(x: np.ndarray, rows: int = 4096) -> tuple[np.ndarray, np.ndarray]:
 
 
 def frechet_distance(
-    a: np.ndarray, b: np.ndarray, eps: float = 1e-6, *, memory_mb: float = DEFAULT_MEMORY_MB
+    a: np.ndarray, b: np.ndarray, *, memory_mb: float = DEFAULT_MEMORY_MB
 ) -> float:
-    """FID of two feature sets; the covariances are accumulated in chunks of rows within
-    ``memory_mb`` beside the d x d arrays (about 8 of them: covariances, product, its complex
-    square root; :mod:`validator.budget` leaves those out of the rule)."""
+    """FID of two feature sets (arrays or RowFiles); the covariances are accumulated in chunks
+    of rows within ``memory_mb`` beside the d x d arrays (about 5 of them: the covariances and
+    the factors of :func:`trace_sqrt_product`; :mod:`validator.budget` leaves those out of the
+    rule)."""
     if len(a) < 2 or len(b) < 2:
         raise ValueError("FID needs at least 2 real and 2 synthetic images")
     dim = np.shape(a)[1]
-    rows = rows_within(left_for_chunks(memory_mb, square_mb(dim, 8)), 8 * dim)
+    # a chunk's row: read (float32) and centred (float64)
+    rows = rows_within(left_for_chunks(memory_mb, square_mb(dim, 5)), 12 * dim)
     if min(len(a), len(b)) <= np.shape(a)[1]:
-        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)  # few rows: small copies
+        # few rows (at most d each): small float64 copies, read whole from a RowFile too
+        a, b = (np.asarray(x[0 : len(x)], np.float64) for x in (a, b))
         mu1, mu2 = a.mean(0), b.mean(0)
         diff = mu1 - mu2
         tr1 = float(((a - mu1) ** 2).sum() / (len(a) - 1))
@@ -63,12 +68,30 @@ def frechet_distance(
         return float(max(value, 0.0))
     (mu1, s1), (mu2, s2) = mean_cov(a, rows), mean_cov(b, rows)
     diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(s1.shape[0]) * eps
-        covmean = linalg.sqrtm((s1 + offset) @ (s2 + offset))
-    covmean = np.real(covmean)
-    return float(max(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean), 0.0))
+    tr1, tr2 = float(np.trace(s1)), float(np.trace(s2))
+    return float(max(diff @ diff + tr1 + tr2 - 2 * trace_sqrt_product(s1, s2), 0.0))
+
+
+def trace_sqrt_product(s1: np.ndarray, s2: np.ndarray) -> float:
+    """Tr((S1 S2)^½) of two covariance matrices, consumed (overwritten): S1 S2 is similar to
+    the symmetric S1^½ S2 S1^½ (its eigenvalues are the same, all >= 0), so the trace is the
+    sum of the square roots of that matrix's eigenvalues, from symmetric eigendecompositions
+    (float64, real: no complex Schur form as in ``scipy.linalg.sqrtm``, and at most about five
+    d x d arrays alive at once). Equals pytorch-fid's ``trace(sqrtm(S1 @ S2))`` where that is
+    finite (tested); negative round-off eigenvalues count as 0."""
+    w, v = linalg.eigh(s1, overwrite_a=True, check_finite=False)
+    del s1
+    v *= np.sqrt(np.sqrt(np.clip(w, 0.0, None)))  # U = V W^¼: S1^½ = V W^½ Vᵀ = U Uᵀ
+    root = v @ v.T
+    del v
+    m = root @ s2
+    del s2
+    m = m @ root
+    del root
+    m += m.T  # symmetric up to round-off: symmetrize (numpy buffers the overlapping view)
+    m *= 0.5
+    values = linalg.eigvalsh(m, overwrite_a=True, check_finite=False)
+    return float(np.sqrt(np.clip(values, 0.0, None)).sum())
 
 
 @register("fid", "quality")

@@ -13,16 +13,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from validator.budget import rows_within
 from validator.checks import CheckInputs, CheckResult, register
-from validator.neighbours import DEFAULT_MEMORY_MB, chunk_rows
+from validator.neighbours import DEFAULT_MEMORY_MB
 
 # bytes per (row, column) cell of one chunk: float32 squared distance + its partition copy or
 # the comparison masks
 CELL_BYTES = 4 + 4 + 2
 
 
-def _sq_norms(x: np.ndarray) -> np.ndarray:
-    return np.einsum("ij,ij->i", x, x, dtype=np.float64)
+def _sq_norms(x, rows: int) -> np.ndarray:
+    """Squared L2 norm of every row (float64), ``rows`` rows read at a time."""
+    out = np.empty(len(x))
+    for start in range(0, len(x), rows):
+        c = np.asarray(x[start : start + rows], np.float32)
+        out[start : start + len(c)] = np.einsum("ij,ij->i", c, c, dtype=np.float64)
+    return out
 
 
 def _sq_dist(a, a_sq, b, b_sq) -> np.ndarray:
@@ -34,40 +40,65 @@ def _sq_dist(a, a_sq, b, b_sq) -> np.ndarray:
     return np.maximum(d, 0.0, out=d)
 
 
-def _kth_radius_sq(x: np.ndarray, x_sq: np.ndarray, k: int, rows: int) -> np.ndarray:
-    """Squared distance of every row to its k-th nearest other row, ``rows`` rows at a time."""
-    out = np.empty(len(x), dtype=np.float32)
-    for start in range(0, len(x), rows):
-        d = _sq_dist(x[start : start + rows], x_sq[start : start + rows], x, x_sq)
-        local = np.arange(len(d))
-        d[local, start + local] = -1.0  # the point itself: always column 0 of the partition
-        out[start : start + len(d)] = np.partition(d, k, axis=1)[:, k]
-    return out
+def _plan(n_ref: int, dim: int, memory_mb: float) -> tuple[int, int]:
+    """(reference rows per block, query rows per chunk): a block of reference rows gets half
+    of ``memory_mb``, a chunk's rows and its cells against the block the other half."""
+    block = min(n_ref, rows_within(memory_mb / 2, 4 * dim))
+    return max(1, block), rows_within(memory_mb / 2, block * CELL_BYTES + 4 * dim)
 
 
-def prdc_values(
-    real: np.ndarray, syn: np.ndarray, k: int = 5, *, memory_mb: float = DEFAULT_MEMORY_MB
-) -> dict:
-    """Precision, recall, density and coverage, in chunks: one chunk's working arrays stay
-    within ``memory_mb`` MiB (:func:`validator.neighbours.chunk_rows`); no [Nr, Ns] matrix.
-    Products in float32 (BLAS), norms in float64."""
-    real, syn = np.asarray(real, np.float32), np.asarray(syn, np.float32)
+def _blocks(x, x_sq, block: int):
+    """(start, float32 rows, their squared norms) of ``x``, ``block`` rows at a time."""
+    for start in range(0, len(x), block):
+        yield start, np.asarray(x[start : start + block], np.float32), x_sq[start : start + block]
+
+
+def _kth_radius_sq(x, x_sq: np.ndarray, k: int, memory_mb: float) -> np.ndarray:
+    """Squared distance of every row to its k-th nearest other row: blocks of reference rows,
+    chunks of query rows, the k + 1 smallest (the row itself among them, at -1) kept per row."""
+    block, rows = _plan(len(x), x.shape[1], memory_mb)
+    best = np.full((len(x), k + 1), np.inf, dtype=np.float32)
+    for b0, ref, ref_sq in _blocks(x, x_sq, block):
+        for start, q, q_sq in _blocks(x, x_sq, rows):
+            d = _sq_dist(q, q_sq, ref, ref_sq)
+            local = np.arange(len(d))
+            own = start + local - b0
+            inside = (own >= 0) & (own < len(ref))
+            d[local[inside], own[inside]] = -1.0  # the row itself: always among the smallest
+            keep, n = min(k + 1, d.shape[1]), len(d)
+            part = np.partition(d, keep - 1, axis=1)[:, :keep].copy()  # not a view of cells
+            del d  # before the next chunk's cells are made: one chunk's at a time
+            merged = np.concatenate([best[start : start + n], part], axis=1)
+            best[start : start + n] = np.partition(merged, k, axis=1)[:, : k + 1]
+        del ref, ref_sq  # before the next block is read: one block in memory at a time
+    return np.partition(best, k, axis=1)[:, k]
+
+
+def prdc_values(real, syn, k: int = 5, *, memory_mb: float = DEFAULT_MEMORY_MB) -> dict:
+    """Precision, recall, density and coverage, in blocks of reference rows and chunks of
+    query rows whose working arrays stay within ``memory_mb`` MiB; no [Nr, Ns] matrix, and the
+    sets (arrays or :class:`validator.rowfile.RowFile`) are read a block at a time. Products
+    in float32 (BLAS), norms in float64."""
     k = min(k, len(real) - 1, len(syn) - 1)
     if k < 1:
         raise ValueError("precision/recall need at least 2 real and 2 synthetic images")
-    real_sq, syn_sq = _sq_norms(real), _sq_norms(syn)
-    real_rows = chunk_rows(len(real), memory_mb, cell_bytes=CELL_BYTES)
-    r_real = _kth_radius_sq(real, real_sq, k, real_rows)
-    rows = chunk_rows(max(len(real), len(syn)), memory_mb, cell_bytes=CELL_BYTES)
-    r_syn = _kth_radius_sq(syn, syn_sq, k, rows)
+    dim = real.shape[1]
+    block, rows = _plan(len(real), dim, memory_mb)
+    real_sq, syn_sq = _sq_norms(real, block), _sq_norms(syn, block)
+    r_real = _kth_radius_sq(real, real_sq, k, memory_mb)
+    r_syn = _kth_radius_sq(syn, syn_sq, k, memory_mb)
     inside_count = np.zeros(len(syn), dtype=np.int64)  # real balls holding each synthetic image
     recalled = np.zeros(len(real), dtype=bool)  # real images inside some synthetic ball
     nearest_syn = np.full(len(real), np.inf, dtype=np.float32)  # real -> nearest synthetic
-    for start in range(0, len(syn), rows):
-        d = _sq_dist(syn[start : start + rows], syn_sq[start : start + rows], real, real_sq)
-        inside_count[start : start + len(d)] = (d < r_real[None, :]).sum(axis=1)
-        recalled |= (d < r_syn[start : start + len(d), None]).any(axis=0)
-        np.minimum(nearest_syn, d.min(axis=0), out=nearest_syn)
+    for b0, ref, ref_sq in _blocks(real, real_sq, block):
+        b1 = b0 + len(ref)
+        for start, q, q_sq in _blocks(syn, syn_sq, rows):
+            d = _sq_dist(q, q_sq, ref, ref_sq)
+            inside_count[start : start + len(d)] += (d < r_real[None, b0:b1]).sum(axis=1)
+            recalled[b0:b1] |= (d < r_syn[start : start + len(d), None]).any(axis=0)
+            np.minimum(nearest_syn[b0:b1], d.min(axis=0), out=nearest_syn[b0:b1])
+            del d
+        del ref, ref_sq
     return {
         "precision": float((inside_count > 0).mean()),
         "recall": float(recalled.mean()),

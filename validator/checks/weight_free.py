@@ -99,7 +99,7 @@ def comparison_pixels(inputs: CheckInputs) -> tuple[np.ndarray, np.ndarray, int]
         rng = np.random.default_rng(inputs.seed)
         real, syn = inputs.real_pixels, inputs.synthetic_pixels
         rows = _capped(len(real), cap, rng), _capped(len(syn), cap, rng)
-        real, syn = (x if r is None else x[r] for x, r in zip((real, syn), rows))
+        real, syn = (x[0 : len(x)] if r is None else x[r] for x, r in zip((real, syn), rows))
         if target != side:
             real, syn = _resize(real, target), _resize(syn, target)
         return real, syn, target
