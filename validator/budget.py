@@ -23,6 +23,7 @@ scikit-learn's ``StandardScaler`` + ``PCA(n, svd_solver="full")`` up to the sign
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -44,22 +45,24 @@ def release_freed() -> None:
     is freed) from its heap and keeps freed heap memory, so without this a later stage starts
     from the earlier ones' high-water mark, and the process's RSS creeps up with the set
     sizes although every stage stays within its budget."""
-    import ctypes
-    import ctypes.util
     import gc
 
     gc.collect(1)
-    global _TRIM
-    if _TRIM is None:
-        try:
-            _TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _TRIM = False
-    if _TRIM:
-        _TRIM(0)
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
-_TRIM = None
+@functools.cache
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or None where the C library has none."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 def rows_within(memory_mb: float, row_bytes: float) -> int:
